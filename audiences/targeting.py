@@ -1,0 +1,103 @@
+"""Targeting: from areas, groups and exclusions to the committees and buildings a roster covers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from audiences.areas import LEVEL_ORDER, AreaLevel, AreaTree
+from audiences.residents import (
+    ELDERLY,
+    ELDERLY_ALONE,
+    ENGLISH,
+    HEARING,
+    MOBILITY,
+    NO_SMARTPHONE,
+    SIGHT,
+    VULNERABLE,
+)
+from broadcast.models import Target
+
+# Groups derived from residents' flags: a resident belongs if any of the group's bits is set.
+FLAG_GROUPS: dict[str, int] = {
+    "vulnerable": VULNERABLE,
+    "elderly": ELDERLY,
+    "elderly_alone": ELDERLY_ALONE,
+    "disability": HEARING | SIGHT | MOBILITY,
+    "hearing": HEARING,
+    "sight": SIGHT,
+    "mobility": MOBILITY,
+    "no_smartphone": NO_SMARTPHONE,
+    "english": ENGLISH,
+}
+
+
+class TargetError(ValueError):
+    """A target that names unknown areas or groups; ``field`` says which part."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class CommunitySelection:
+    """Which part of one committee a target covers: all of it, or some grids/buildings, minus exclusions."""
+
+    community: str
+    include_prefixes: list[str] = field(default_factory=list)  # empty: the whole committee
+    exclude_prefixes: list[str] = field(default_factory=list)
+
+    def covers(self, building: str) -> bool:
+        if self.include_prefixes and not building.startswith(tuple(self.include_prefixes)):
+            return False
+        return not building.startswith(tuple(self.exclude_prefixes)) if self.exclude_prefixes else True
+
+
+def group_mask(groups: Sequence[str]) -> int:
+    """The profile bits a resident needs one of; 0 means everyone."""
+    unknown = [g for g in groups if g not in FLAG_GROUPS]
+    if unknown:
+        raise TargetError(
+            f"unknown group(s): {', '.join(unknown)}; known: {', '.join(sorted(FLAG_GROUPS))}", "target.groups"
+        )
+    mask = 0
+    for g in groups:
+        mask |= FLAG_GROUPS[g]
+    return mask
+
+
+def resolve(tree: AreaTree, target: Target) -> list[CommunitySelection]:
+    """The committees a target reaches, in roster (code) order, each with its building filter."""
+    unknown = tree.unknown(target.areas)
+    if unknown:
+        raise TargetError(f"unknown area code(s): {', '.join(unknown)}", "target.areas")
+    unknown = tree.unknown(target.exclude)
+    if unknown:
+        raise TargetError(f"unknown area code(s) to exclude: {', '.join(unknown)}", "target.exclude")
+    community_rank = LEVEL_ORDER.index(AreaLevel.community)
+    selections: dict[str, CommunitySelection] = {}
+    whole: set[str] = set()
+    for code in target.areas:
+        area = tree.get(code)
+        if LEVEL_ORDER.index(area.level) <= community_rank:
+            for c in tree.descendants(code, AreaLevel.community):
+                if not c.placeholder:
+                    selections[c.code] = CommunitySelection(c.code)
+                    whole.add(c.code)
+        else:
+            community = tree.at_level(code, AreaLevel.community)
+            assert community is not None
+            sel = selections.setdefault(community.code, CommunitySelection(community.code))
+            if community.code not in whole:
+                sel.include_prefixes.append(code)
+    for code in target.exclude:
+        area = tree.get(code)
+        if LEVEL_ORDER.index(area.level) <= community_rank:
+            for c in tree.descendants(code, AreaLevel.community):
+                selections.pop(c.code, None)
+        else:
+            community = tree.at_level(code, AreaLevel.community)
+            if community is not None and community.code in selections:
+                selections[community.code].exclude_prefixes.append(code)
+    return [selections[c] for c in sorted(selections)]

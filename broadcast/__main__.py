@@ -1,0 +1,5 @@
+import sys
+
+from broadcast.cli import main
+
+sys.exit(main())

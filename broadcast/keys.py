@@ -1,0 +1,181 @@
+"""Every Redis key the service uses, in one place.
+
+All keys start with the namespace (``BROADCAST_NAMESPACE``, default ``bc``), so several
+deployments or test runs can share one Redis. RQ's own keys (``rq:job:…``) are RQ's; our queue
+names carry the namespace too.
+
+Registry (lives until changed)
+    {ns}:areas                      hash   area code -> JSON {name, level, parent}
+    {ns}:areas:version              string bumped on every area load (caches compare it)
+    {ns}:res:next                   string last resident id handed out (INCR)
+    {ns}:res:{rid >> 10}            hash   rid -> resident JSON (1,024 residents a bucket)
+    {ns}:res:ext                    hash   external id -> rid
+    {ns}:res:phone                  hash   E.164 phone -> rid
+    {ns}:members:{community}        string the community's residents in roster order, packed
+                                           8 bytes each: rid u32, building number u16, profile u16
+    {ns}:buildings:{community}      string JSON list of the community's building codes, sorted
+    {ns}:communities                set    communities that have residents
+    {ns}:volunteers                 hash   volunteer id -> volunteer JSON
+    {ns}:grid:volunteers:{grid}     set    volunteer ids covering a grid
+
+Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
+    {ns}:alert:next                 string last alert id handed out (INCR)
+    {ns}:alert:{id}                 string alert JSON
+    {ns}:alert:idem:{request_id}    string alert id issued for an idempotency key (24 h)
+    {ns}:alerts:active              zset   alert id scored by issue time (recent first for replies)
+    {ns}:alert:{id}:roster          string rid u32 per ordinal (ordinal o at bytes 4o..4o+3)
+    {ns}:alert:{id}:ranges          hash   area code -> "start:end" ordinal range, every level
+    {ns}:alert:{id}:communities     string JSON [[community code, start], …] in roster order
+    {ns}:alert:{id}:plan            hash   planned counts: "targeted", "ch:{channel}", "batches"
+    {ns}:alert:{id}:batches         list   JSON batch specs {queue, channel, ranges}, in enqueue order
+    {ns}:alert:{id}:bits:{state}    string bitmap by ordinal; state is "{event}" (recipient level)
+                                           or "{event}:{channel}" (per channel), or "attempted:{channel}"
+    {ns}:alert:{id}:counts          hash   "{event}" totals, "{event}:{channel}", "{event}@{community#}",
+                                           "duplicates", "retried"
+    {ns}:alert:{id}:slots           string 16 bytes per ordinal: first sent/delivered/acknowledged
+                                           times (u32 seconds after issue), channel, ack method, error code
+
+Operations
+    {ns}:ratelimit:{account}        string GCRA theoretical arrival time for one provider account
+    {ns}:ratelimit:{account}:slow   string present while the provider is throttling us (halves the rate)
+    {ns}:stats                      hash   service-wide counters (unmatched replies, refused webhooks)
+    {ns}:audit                      stream who did what, when, from where (append-only)
+    {ns}:secret                     string the signing key when none is configured
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RESIDENT_BUCKET_BITS = 10
+ALERT_RETENTION_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds key names under one namespace."""
+
+    ns: str = "bc"
+
+    # Registry
+    @property
+    def areas(self) -> str:
+        return f"{self.ns}:areas"
+
+    @property
+    def areas_version(self) -> str:
+        return f"{self.ns}:areas:version"
+
+    @property
+    def resident_next(self) -> str:
+        return f"{self.ns}:res:next"
+
+    def resident_bucket(self, rid: int) -> str:
+        return f"{self.ns}:res:{rid >> RESIDENT_BUCKET_BITS}"
+
+    @property
+    def resident_by_external(self) -> str:
+        return f"{self.ns}:res:ext"
+
+    @property
+    def resident_by_phone(self) -> str:
+        return f"{self.ns}:res:phone"
+
+    def members(self, community: str) -> str:
+        return f"{self.ns}:members:{community}"
+
+    def buildings(self, community: str) -> str:
+        return f"{self.ns}:buildings:{community}"
+
+    @property
+    def communities(self) -> str:
+        return f"{self.ns}:communities"
+
+    @property
+    def volunteers(self) -> str:
+        return f"{self.ns}:volunteers"
+
+    def grid_volunteers(self, grid: str) -> str:
+        return f"{self.ns}:grid:volunteers:{grid}"
+
+    # Alerts
+    @property
+    def alert_next(self) -> str:
+        return f"{self.ns}:alert:next"
+
+    def alert(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}"
+
+    def alert_idempotency(self, request_id: str) -> str:
+        return f"{self.ns}:alert:idem:{request_id}"
+
+    @property
+    def alerts_active(self) -> str:
+        return f"{self.ns}:alerts:active"
+
+    def roster(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:roster"
+
+    def ranges(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:ranges"
+
+    def roster_communities(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:communities"
+
+    def plan(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:plan"
+
+    def batches(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:batches"
+
+    def bits(self, alert_id: str, state: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:bits:{state}"
+
+    def counts(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:counts"
+
+    def slots(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:slots"
+
+    def alert_keys(self, alert_id: str) -> str:
+        """A pattern matching every key of one alert (for retention and tests)."""
+        return f"{self.ns}:alert:{alert_id}:*"
+
+    # Operations
+    def rate_limit(self, account: str) -> str:
+        return f"{self.ns}:ratelimit:{account}"
+
+    def rate_limit_penalty(self, account: str) -> str:
+        return f"{self.ns}:ratelimit:{account}:slow"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.ns}:stats"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.ns}:audit"
+
+    @property
+    def secret(self) -> str:
+        return f"{self.ns}:secret"
+
+    # RQ queue names
+    def queue(self, name: str) -> str:
+        return f"{self.ns}:{name}"
+
+
+def as_text(value: object) -> str:
+    """A Redis reply as text (our clients do not decode responses)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def as_bytes(value: object) -> bytes:
+    """A Redis reply as bytes."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"unexpected Redis reply {type(value).__name__}")

@@ -1,0 +1,89 @@
+"""All configuration in one place, read from the environment (``BROADCAST_...``).
+
+Defaults make ``broadcast demo`` work on a fresh machine: no Redis URL means an embedded
+Redis under ``data_dir``; no Twilio credentials means the local Twilio-compatible simulator.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broadcast.models import Level
+
+TWILIO_REAL_API = "https://api.twilio.com"
+
+
+class Settings(BaseSettings):
+    """The service's settings; every field can be set as ``BROADCAST_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="BROADCAST_", extra="ignore")
+
+    # Storage and naming
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "BROADCAST_REDIS_URL"))
+    mqtt_url: str | None = Field(default=None, validation_alias=AliasChoices("MQTT_URL", "BROADCAST_MQTT_URL"))
+    data_dir: Path = Path("var")
+    namespace: str = Field(default="bc", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+
+    # Web
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: SecretStr | None = None  # signs links and tokens; generated under data_dir when unset
+    max_body_bytes: int = 64 * 1024
+
+    # Twilio (SMS and voice)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_base: str = TWILIO_REAL_API
+
+    # Composition
+    sms_signature: str = "【上海应急】"
+    hotline: str = "12345"
+
+    # Issuing
+    approval_levels: list[Level] = [Level.orange, Level.red]
+
+    # Sending
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    send_concurrency: int = Field(default=200, ge=1, le=5_000)
+    send_timeout_seconds: float = Field(default=10.0, gt=0)
+    send_attempts: int = Field(default=3, ge=1, le=10)
+    sms_rate_per_second: float = Field(default=0.0, ge=0)  # SMS parts per second per account; 0: no limit
+    sms_rate_burst: float = Field(default=0.0, ge=0)  # tokens allowed at once; 0: one second's worth
+
+    # Worker
+    job_monitoring_interval: int = Field(default=5, ge=1)
+    maintenance_interval: int = Field(default=15, ge=1)
+
+    # Inbound SMS replies
+    confirm_keywords: list[str] = ["1", "收到", "好", "好的", "ok", "y", "yes", "确认"]
+    help_keywords: list[str] = ["2", "9", "求助", "救命", "help", "sos"]
+
+    @field_validator("public_url", "twilio_api_base")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _public_url_follows_port(self) -> Settings:
+        # Providers call back to public_url; unless it was set, it is where this server listens.
+        if "public_url" not in self.model_fields_set:
+            self.public_url = f"http://{self.host}:{self.port}"
+        return self
+
+    @property
+    def twilio_configured(self) -> bool:
+        """True when real Twilio credentials are present."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

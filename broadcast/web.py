@@ -1,0 +1,177 @@
+"""The web app: JSON API, provider webhooks (declared by the channels), health.
+
+A webhook is answered 2xx only after its events are stored; unauthenticated ones get 403 and
+store nothing. Every API error is JSON naming the field at fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import redis.asyncio
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from broadcast import alerts
+from broadcast.context import Context
+from broadcast.deliver import load_alert_async
+from broadcast.inbound import Inbox
+from broadcast.models import AlertDraft
+from broadcast.progress import alert_progress
+from channels import inbound_routes
+from channels.base import InboundRejected, InboundRequest, InboundRoute
+
+log = logging.getLogger("broadcast.web")
+CTX = web.AppKey("ctx", Context)
+REDIS = web.AppKey("redis", redis.asyncio.Redis)
+INBOX = web.AppKey("inbox", Inbox)
+
+
+def error(status: int, message: str, field: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"message": message}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return web.json_response({"error": body}, status=status)
+
+
+def validation_error(exc: ValidationError) -> web.Response:
+    fields = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()]
+    return error(422, f"invalid {fields[0]['field']}: {fields[0]['message']}", fields[0]["field"], fields=fields)
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except alerts.AlertError as exc:
+        return error(exc.status, exc.message, exc.field)
+    except ValidationError as exc:
+        return validation_error(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "request body too large")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error(500, "internal error; nothing was changed by this request unless its status says so")
+
+
+async def read_model(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise alerts.AlertError("the body must be JSON", status=400, field="body") from None
+    return model.model_validate(data)
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    approved_by: str = Field(min_length=1, max_length=64)
+
+
+class Cancellation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cancelled_by: str = Field(min_length=1, max_length=64)
+
+
+async def create_alert(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    draft = await read_model(request, AlertDraft)
+    alert = await asyncio.to_thread(alerts.compose, ctx, draft, origin=request.remote or "api")
+    return web.json_response(alert.model_dump(mode="json"), status=201)
+
+
+async def approve_alert(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    body = await read_model(request, Approval)
+    alert = await asyncio.to_thread(
+        alerts.approve, ctx, request.match_info["id"], body.approved_by, origin=request.remote or "api"
+    )
+    return web.json_response(alert.model_dump(mode="json"))
+
+
+async def cancel_alert(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    body = await read_model(request, Cancellation)
+    alert = await asyncio.to_thread(
+        alerts.cancel, ctx, request.match_info["id"], body.cancelled_by, origin=request.remote or "api"
+    )
+    return web.json_response(alert.model_dump(mode="json"))
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    alert_id = request.match_info["id"]
+    if not alert_id.isdigit():
+        return error(404, f"no alert with id {alert_id}", "id")
+    alert = await load_alert_async(request.app[REDIS], ctx.keys, alert_id)
+    if alert is None:
+        return error(404, f"no alert with id {alert_id}", "id")
+    return web.json_response(await alert_progress(request.app[REDIS], ctx.keys, alert))
+
+
+async def health(request: web.Request) -> web.Response:
+    await request.app[REDIS].ping()
+    return web.json_response({"ok": True})
+
+
+def inbound_handler(route: InboundRoute) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap a channel's parser: authenticate and parse, store the events, then answer."""
+
+    async def handle(request: web.Request) -> web.Response:
+        ctx = request.app[CTX]
+        body = await request.read()
+        form: dict[str, str] = {}
+        if request.content_type == "application/x-www-form-urlencoded":
+            try:
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+            except UnicodeDecodeError:
+                return error(400, "the form is not UTF-8")
+        inbound = InboundRequest(
+            method=request.method,
+            url=ctx.settings.public_url + str(request.rel_url),
+            headers=request.headers,
+            body=body,
+            form=form,
+            query=dict(request.query),
+        )
+        try:
+            result = route.parse(inbound)
+        except InboundRejected as exc:
+            await request.app[REDIS].hincrby(ctx.keys.stats, f"refused_{exc.status}", 1)
+            return error(exc.status, exc.reason)
+        await request.app[INBOX].record(result.events)
+        return web.Response(text=result.body, status=result.status, content_type=result.content_type)
+
+    return handle
+
+
+def create_app(ctx: Context) -> web.Application:
+    """The aiohttp application for one context."""
+    app = web.Application(client_max_size=ctx.settings.max_body_bytes, middlewares=[errors_as_json])
+    app[CTX] = ctx
+
+    async def open_redis(app: web.Application) -> None:
+        app[REDIS] = ctx.async_redis()
+        app[INBOX] = Inbox(ctx, app[REDIS])
+
+    async def close_redis(app: web.Application) -> None:
+        await app[REDIS].aclose()
+
+    app.on_startup.append(open_redis)
+    app.on_cleanup.append(close_redis)
+    app.router.add_get("/healthz", health)
+    app.router.add_post("/api/v1/alerts", create_alert)
+    app.router.add_get("/api/v1/alerts/{id}", get_alert)
+    app.router.add_post("/api/v1/alerts/{id}/approve", approve_alert)
+    app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
+    for route in inbound_routes(ctx.settings):
+        app.router.add_route(route.method, route.path, inbound_handler(route))
+    return app

@@ -1,0 +1,179 @@
+"""The channel contract: every provider sends batches and parses its own inbound traffic.
+
+A channel never touches Redis. Sending yields one :class:`SendResult` per message, whose
+``outcome`` comes from one small taxonomy::
+
+    Outcome
+    ├── accepted     the provider took the message
+    ├── retryable    timeout, connection error, 5xx: the same request may succeed soon
+    ├── throttled    429, Twilio 20429 / 21611 (queue full): slow the account down, then retry
+    ├── permanent    invalid number (21211), unregistered push token: this channel will not reach them
+    ├── opted_out    the resident unsubscribed from this channel (Twilio 21610)
+    └── bad_config   credentials or sender are wrong: no message of this batch can succeed
+
+Inbound, a channel *declares* its routes (method, path, parser). The web app mounts them, turns
+the HTTP request into an :class:`InboundRequest`, calls the parser, stores the events it returns,
+and only then answers the provider. A parser that cannot authenticate or understand a request
+raises :class:`InboundRejected` (403 / 400) before anything is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar, Protocol
+
+from broadcast.models import ChannelKind, RecipientEvent, ReplyEvent
+from broadcast.settings import Settings
+
+
+class Outcome(str, Enum):
+    accepted = "accepted"
+    retryable = "retryable"
+    throttled = "throttled"
+    permanent = "permanent"
+    opted_out = "opted_out"
+    bad_config = "bad_config"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to one recipient, already rendered."""
+
+    alert_id: str
+    ordinal: int
+    address: str  # phone number, push token, screen topic …
+    text: str
+    language: str = "zh"
+    parts: int = 1  # SMS segments: what the rate limit counts
+    validity_seconds: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of one message."""
+
+    ordinal: int
+    outcome: Outcome
+    provider_ref: str | None = None
+    error_code: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A provider's request as the channel sees it: the public URL it called, headers, body."""
+
+    method: str
+    url: str  # the full public URL the provider requested, query included
+    headers: Mapping[str, str]
+    body: bytes
+    form: Mapping[str, str]
+    query: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class InboundResult:
+    """Events parsed from one request, and what to answer the provider once they are stored."""
+
+    events: Sequence[RecipientEvent | ReplyEvent]
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/plain"
+
+
+class InboundRejected(Exception):
+    """The request is refused before anything is stored: 403 unauthenticated, 400 malformed."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+Parser = Callable[[InboundRequest], InboundResult]
+
+
+@dataclass(frozen=True)
+class InboundRoute:
+    method: str
+    path: str
+    parse: Parser
+
+
+class Limiter(Protocol):
+    """A rate limit shared by every worker sending through one provider account."""
+
+    async def take(self, cost: float) -> None: ...
+
+    def slow_down(self) -> None: ...
+
+
+class NoLimit:
+    """No rate limit."""
+
+    async def take(self, cost: float) -> None:
+        return None
+
+    def slow_down(self) -> None:
+        return None
+
+
+class Channel(ABC):
+    """One provider's way of reaching people, in both directions."""
+
+    name: ClassVar[str]
+    kind: ClassVar[ChannelKind]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def configuration_problems(cls, settings: Settings) -> list[str]:
+        """What is missing or wrong in the settings for this channel; checked at issue time."""
+        return []
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def rate_limit(self) -> tuple[str, float, float] | None:
+        """(account name, units per second, burst) shared by all workers, or None for no limit."""
+        return None
+
+    @abstractmethod
+    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
+        """Send messages; yield each one's result as soon as it is known."""
+
+    def routes(self) -> list[InboundRoute]:
+        """The inbound endpoints this channel answers."""
+        return []
+
+
+async def send_concurrently(
+    messages: Sequence[OutboundMessage],
+    send_one: Callable[[OutboundMessage], Awaitable[SendResult]],
+    limiter: Limiter,
+    concurrency: int,
+) -> AsyncIterator[SendResult]:
+    """Run ``send_one`` over messages with at most ``concurrency`` in flight, within the rate limit."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def guarded(message: OutboundMessage) -> SendResult:
+        async with gate:
+            await limiter.take(message.parts)
+            return await send_one(message)
+
+    tasks = [asyncio.ensure_future(guarded(m)) for m in messages]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            yield await finished
+    finally:
+        for task in tasks:
+            task.cancel()

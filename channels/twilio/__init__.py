@@ -1,0 +1,1 @@
+"""Twilio: SMS (Messages API) and voice (Calls API), with signed webhooks."""

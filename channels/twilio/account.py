@@ -1,0 +1,91 @@
+"""The Twilio account a deployment sends through, and Twilio's webhook signature.
+
+Without real credentials every process uses the local simulator's account: same SID, same
+token, same address, so a ``broadcast serve`` and any number of ``broadcast worker`` processes
+agree without configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from twilio.request_validator import RequestValidator
+
+from broadcast.settings import Settings
+
+SIMULATOR_ACCOUNT_SID = "AC" + "5e" * 16
+SIMULATOR_AUTH_TOKEN = "simulator-auth-token-not-secret"
+SIMULATOR_FROM = "+8610691234"
+SIMULATOR_PORT = 8081
+SIGNATURE_HEADER = "X-Twilio-Signature"
+
+
+@dataclass(frozen=True)
+class TwilioAccount:
+    sid: str
+    auth_token: str
+    api_base: str
+    sender: str | None  # From number
+    messaging_service_sid: str | None
+    simulated: bool
+
+    def __repr__(self) -> str:  # the token never reaches a log
+        return f"TwilioAccount(sid={self.sid!r}, api_base={self.api_base!r}, simulated={self.simulated})"
+
+
+def twilio_account(settings: Settings) -> TwilioAccount:
+    """The configured account, or the simulator's when no credentials are set."""
+    if settings.twilio_configured:
+        assert settings.twilio_account_sid and settings.twilio_auth_token
+        return TwilioAccount(
+            sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            api_base=settings.twilio_api_base,
+            sender=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            simulated=False,
+        )
+    api_base = settings.twilio_api_base
+    if api_base == "https://api.twilio.com":
+        api_base = f"http://127.0.0.1:{SIMULATOR_PORT}"
+    return TwilioAccount(
+        sid=SIMULATOR_ACCOUNT_SID,
+        auth_token=SIMULATOR_AUTH_TOKEN,
+        api_base=api_base,
+        sender=settings.twilio_from or SIMULATOR_FROM,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        simulated=True,
+    )
+
+
+def configuration_problems(settings: Settings) -> list[str]:
+    """What stops Twilio from working with these settings."""
+    problems = []
+    if settings.twilio_account_sid and not settings.twilio_auth_token:
+        problems.append("BROADCAST_TWILIO_AUTH_TOKEN is required with BROADCAST_TWILIO_ACCOUNT_SID")
+    if settings.twilio_auth_token and not settings.twilio_account_sid:
+        problems.append("BROADCAST_TWILIO_ACCOUNT_SID is required with BROADCAST_TWILIO_AUTH_TOKEN")
+    if settings.twilio_configured and not (settings.twilio_from or settings.twilio_messaging_service_sid):
+        problems.append("set BROADCAST_TWILIO_FROM or BROADCAST_TWILIO_MESSAGING_SERVICE_SID to send through Twilio")
+    sid = settings.twilio_account_sid
+    if sid and not (sid.startswith("AC") and len(sid) == 34):
+        problems.append("BROADCAST_TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
+    return problems
+
+
+def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """X-Twilio-Signature for a form POST: HMAC-SHA1 over the URL and the sorted parameters."""
+    payload = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
+    """True when ``signature`` is Twilio's for this request (checked with Twilio's own validator)."""
+    if not signature:
+        return False
+    return bool(RequestValidator(auth_token).validate(url, dict(params), signature))

