@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +23,10 @@ from broadcast.settings import Settings
 
 class UsageError(Exception):
     """Bad command-line input; printed without a traceback."""
+
+
+# Modules that add subcommands: each has register(subparsers) setting handler(ctx, args) -> int.
+COMMAND_MODULES: list[str] = []
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -232,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     redis_cmd = sub.add_parser("redis", help="the embedded Redis").add_subparsers(dest="redis_command", required=True)
     redis_cmd.add_parser("stop", help="stop the embedded Redis (its data stays)").set_defaults(handler=None)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ store nothing. Every API error is JSON naming the field at fault.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -153,6 +154,10 @@ def inbound_handler(route: InboundRoute) -> Callable[[web.Request], Awaitable[we
     return handle
 
 
+# Modules that add routes: each has add_routes(app) using the CTX and REDIS keys above.
+ROUTE_MODULES: list[str] = []
+
+
 def create_app(ctx: Context) -> web.Application:
     """The aiohttp application for one context."""
     app = web.Application(client_max_size=ctx.settings.max_body_bytes, middlewares=[errors_as_json])
@@ -174,4 +179,6 @@ def create_app(ctx: Context) -> web.Application:
     app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
     for route in inbound_routes(ctx.settings):
         app.router.add_route(route.method, route.path, inbound_handler(route))
+    for name in ROUTE_MODULES:
+        importlib.import_module(name).add_routes(app)
     return app
