@@ -55,7 +55,8 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         services = await start_services(ctx)
-        print(f"broadcast serving at {services.url}" + (" (Twilio simulated)" if services.simulator else ""))
+        simulated = f" (simulated providers at {ctx.settings.simulator_url})" if services.simulators else ""
+        print(f"broadcast serving at {services.url}{simulated}")
         try:
             while True:
                 await asyncio.sleep(3600)
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.set_defaults(handler=cmd_demo)
 
-    sub.add_parser("serve", help="run the web app (and the Twilio simulator without credentials)").set_defaults(
+    sub.add_parser("serve", help="run the web app (and simulators for providers without credentials)").set_defaults(
         handler=cmd_serve
     )
     worker = sub.add_parser("worker", help="run a worker for batches and timers")

@@ -80,6 +80,8 @@ def render(
     if channel is ChannelKind.sms:
         cost = sms_cost(text)
         return Rendered(text, cost.parts, cost.encoding)
+    if channel is ChannelKind.voice:
+        return Rendered(text, extra={"language": "zh-CN" if language is Language.zh else "en-US"})
     return Rendered(text)
 
 

@@ -26,7 +26,8 @@ from broadcast.ledger import Ledger, RosterIndex, roster_index
 from broadcast.models import Alert, AlertStatus, ChannelKind, EventKind
 from broadcast.plan import NO_CHANNEL, expand, to_ranges
 from broadcast.ratelimit import SharedRateLimit
-from channels import REGISTRY, channel_class
+from broadcast.settings import Settings
+from channels import available, channel_class
 from channels.base import Channel, Limiter, NoLimit, OutboundMessage, Outcome, SendResult
 
 FLUSH_EVERY = 100
@@ -158,13 +159,15 @@ async def _deliver(
         if key not in rendered:
             rendered[key] = render(alert, language, kind, facts[community], settings)
         text = rendered[key]
-        messages.append(OutboundMessage(alert_id, o, address, text.text, language.value, text.parts, validity))
+        messages.append(
+            OutboundMessage(alert_id, o, address, text.text, language.value, text.parts, validity, text.extra)
+        )
 
     await ledger.set_bits(f"attempted:{kind.value}", [m.ordinal for m in messages])
     if unaddressable:
         await _failed(ctx, ledger, alert, index, kind, unaddressable, by_ordinal, None, now, report)
 
-    async with channel_class(kind)(settings) as channel:
+    async with channel_class(kind, settings)(settings) as channel:
         leftover = await _send_with_retries(ctx, client, channel, alert, ledger, index, messages, by_ordinal, report)
     if leftover:
         await _clear_attempted(ledger, kind, [m.ordinal for m in leftover])
@@ -290,7 +293,7 @@ async def _failed(
     next_channel: dict[str, list[int]] = {}
     final: list[int] = []
     for o in ordinals:
-        nxt = next_channel_for(by_ordinal.get(o), alert, kind)
+        nxt = next_channel_for(by_ordinal.get(o), alert, kind, ctx.settings)
         if nxt is None:
             final.append(o)
         else:
@@ -302,13 +305,15 @@ async def _failed(
         await _mark_unreachable(ledger, index, final, issued_at, now)
 
 
-def next_channel_for(resident: Resident | None, alert: Alert, failed: ChannelKind) -> ChannelKind | None:
+def next_channel_for(
+    resident: Resident | None, alert: Alert, failed: ChannelKind, settings: Settings
+) -> ChannelKind | None:
     """The resident's next channel after ``failed`` that the alert uses and a provider serves."""
     if resident is None:
         return None
     order = resident.channels
     after = order[order.index(failed) + 1 :] if failed in order else []
-    return next((c for c in after if c in alert.channels and c in REGISTRY), None)
+    return next((c for c in after if c in alert.channels and available(c, settings)), None)
 
 
 async def _unreachable(

@@ -113,7 +113,7 @@ async def _watch(ctx: Context, client: Any, alert_id: str, services: Any, consol
                 bar.update(tasks[name], completed=value, total=t["targeted"] or None)
             figures = (t["sent"], t["delivered"], t["failed"], t["confirmed"], t["needs_help"])
             done_sending = alert.status is AlertStatus.sending and t["queued"] == 0
-            quiet = services.simulator is None or services.simulator.pending == 0
+            quiet = services.pending == 0
             if done_sending and quiet and figures == last:
                 stable_since = stable_since or time.monotonic()
                 if time.monotonic() - stable_since > 1.0:

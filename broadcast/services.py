@@ -1,5 +1,5 @@
-"""Starting the long-running parts in one event loop: the web app and, without real
-credentials, the Twilio-compatible simulator."""
+"""Starting the long-running parts in one event loop: the web app and, for every provider without
+real credentials, its simulator."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from broadcast.context import Context
 from broadcast.web import create_app
+from channels.simulators import SimulatedProvider, Simulators
 from channels.simulators.twilio import TwilioBehaviour, TwilioSimulator
 from channels.twilio.account import twilio_account
 from channels.twilio.sms import INBOUND_PATH
@@ -22,30 +23,47 @@ class PortInUse(RuntimeError):
 @dataclass
 class Services:
     web_runner: web.AppRunner
-    simulator: TwilioSimulator | None
+    simulators: Simulators | None
+    twilio: TwilioSimulator | None
     url: str
 
     async def stop(self) -> None:
-        if self.simulator is not None:
-            await self.simulator.stop()
+        if self.simulators is not None:
+            await self.simulators.stop()
         await self.web_runner.cleanup()
+
+    @property
+    def pending(self) -> int:
+        """Simulated callbacks and replies still to come."""
+        return self.simulators.pending if self.simulators is not None else 0
+
+
+def simulated_providers(ctx: Context, behaviour: TwilioBehaviour | None = None) -> list[SimulatedProvider]:
+    """A simulator for each provider that has no real credentials."""
+    settings = ctx.settings
+    providers: list[SimulatedProvider] = []
+    account = twilio_account(settings)
+    if account.simulated:
+        providers.append(
+            TwilioSimulator(account.sid, account.auth_token, settings.public_url + INBOUND_PATH, behaviour)
+        )
+    return providers
 
 
 async def start_services(ctx: Context, behaviour: TwilioBehaviour | None = None) -> Services:
-    """Serve the web app on the configured host and port; start the simulator when Twilio is simulated."""
+    """Serve the web app on the configured host and port, and the simulators at simulator_url."""
     settings = ctx.settings
-    simulator = None
-    account = twilio_account(settings)
-    if account.simulated:
-        api = urlparse(account.api_base)
-        simulator = TwilioSimulator(account.sid, account.auth_token, settings.public_url + INBOUND_PATH, behaviour)
+    providers = simulated_providers(ctx, behaviour)
+    simulators = None
+    if providers:
+        simulators = Simulators(providers)
+        address = urlparse(settings.simulator_url)
         try:
-            await simulator.start(api.hostname or "127.0.0.1", api.port or 80)
+            await simulators.start(address.hostname or "127.0.0.1", address.port or 80)
         except OSError as exc:
-            await simulator.stop()
             raise PortInUse(
-                f"the Twilio simulator cannot listen on {account.api_base} ({exc.strerror}); "
-                "set BROADCAST_TWILIO_API_BASE to a free address"
+                f"the provider simulators cannot listen on {settings.simulator_url} ({exc.strerror}); "
+                "set BROADCAST_SIMULATOR_URL to a free address"
             ) from exc
     runner = web.AppRunner(create_app(ctx), access_log=None)
     await runner.setup()
@@ -53,9 +71,10 @@ async def start_services(ctx: Context, behaviour: TwilioBehaviour | None = None)
         await web.TCPSite(runner, settings.host, settings.port).start()
     except OSError as exc:
         await runner.cleanup()
-        if simulator is not None:
-            await simulator.stop()
+        if simulators is not None:
+            await simulators.stop()
         raise PortInUse(
             f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); set BROADCAST_PORT to a free port"
         ) from exc
-    return Services(runner, simulator, f"http://{settings.host}:{settings.port}")
+    twilio = next((p for p in providers if isinstance(p, TwilioSimulator)), None)
+    return Services(runner, simulators, twilio, f"http://{settings.host}:{settings.port}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,12 +36,29 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None  # signs links and tokens; generated under data_dir when unset
     max_body_bytes: int = 64 * 1024
 
+    # Providers without credentials are played by the local simulators at this address.
+    simulator_url: str = "http://127.0.0.1:8081"
+
     # Twilio (SMS and voice)
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from: str | None = None
     twilio_messaging_service_sid: str | None = None
+    twilio_voice_from: str | None = None  # a voice-capable number; default: twilio_from
     twilio_api_base: str = TWILIO_REAL_API
+    voice_ring_seconds: int = Field(default=30, ge=5, le=120)
+    voice_rate_per_second: float = Field(default=0.0, ge=0)  # calls per second (Twilio CPS); 0: no limit
+
+    # App push: JPush (China) or FCM HTTP v1
+    push_provider: Literal["jpush", "fcm"] = "jpush"
+    jpush_app_key: str | None = None
+    jpush_master_secret: SecretStr | None = None
+    jpush_api_base: str = "https://api.jpush.cn"
+    jpush_report_base: str = "https://report.jpush.cn"
+    jpush_apns_production: bool = True
+    fcm_service_account_file: Path | None = None  # the Google service-account key (JSON)
+    fcm_api_base: str = "https://fcm.googleapis.com"
+    push_rate_per_second: float = Field(default=0.0, ge=0)  # requests per second; 0: no limit
 
     # Composition
     sms_signature: str = "【上海应急】"
@@ -65,7 +83,9 @@ class Settings(BaseSettings):
     confirm_keywords: list[str] = ["1", "收到", "好", "好的", "ok", "y", "yes", "确认"]
     help_keywords: list[str] = ["2", "9", "求助", "救命", "help", "sos"]
 
-    @field_validator("public_url", "twilio_api_base")
+    @field_validator(
+        "public_url", "twilio_api_base", "simulator_url", "jpush_api_base", "jpush_report_base", "fcm_api_base"
+    )
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")

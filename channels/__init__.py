@@ -1,4 +1,4 @@
-"""Channels and the registry that maps each kind of channel to the provider that serves it."""
+"""Channels, and the registry that says which provider serves each kind of channel."""
 
 from __future__ import annotations
 
@@ -8,36 +8,49 @@ from broadcast.models import ChannelKind
 from broadcast.settings import Settings
 from channels.base import Channel, InboundRoute
 from channels.twilio.sms import TwilioSMS
+from channels.twilio.voice import TwilioVoice
 
-# One provider per channel kind; a kind missing here cannot be used in an alert.
-REGISTRY: dict[ChannelKind, type[Channel]] = {
-    ChannelKind.sms: TwilioSMS,
+# Every provider by name. A channel kind is served by one of them, chosen by provider_name().
+PROVIDERS: dict[str, type[Channel]] = {
+    TwilioSMS.name: TwilioSMS,
+    TwilioVoice.name: TwilioVoice,
 }
 
 
-def channel_class(kind: ChannelKind) -> type[Channel]:
+def provider_name(kind: ChannelKind, settings: Settings) -> str | None:
+    """The provider serving ``kind`` under these settings (None: the kind has no provider)."""
+    return {
+        ChannelKind.sms: TwilioSMS.name,
+        ChannelKind.voice: TwilioVoice.name,
+    }.get(kind)
+
+
+def channel_class(kind: ChannelKind, settings: Settings) -> type[Channel]:
     """The provider class serving ``kind``; KeyError naming the kind if none does."""
-    try:
-        return REGISTRY[kind]
-    except KeyError:
-        raise KeyError(f"no provider serves the {kind.value} channel") from None
+    name = provider_name(kind, settings)
+    if name is None or name not in PROVIDERS:
+        raise KeyError(f"no provider serves the {kind.value} channel")
+    return PROVIDERS[name]
+
+
+def available(kind: ChannelKind, settings: Settings) -> bool:
+    return provider_name(kind, settings) in PROVIDERS
 
 
 def check_configured(settings: Settings, kinds: Iterable[ChannelKind]) -> list[str]:
     """Every reason the given channels could not send with these settings (empty: all fine)."""
     problems: list[str] = []
     for kind in kinds:
-        cls = REGISTRY.get(kind)
-        if cls is None:
+        if not available(kind, settings):
             problems.append(f"the {kind.value} channel is not available")
-        else:
-            problems += [f"{kind.value}: {p}" for p in cls.configuration_problems(settings)]
+            continue
+        problems += [f"{kind.value}: {p}" for p in channel_class(kind, settings).configuration_problems(settings)]
     return problems
 
 
 def inbound_routes(settings: Settings) -> list[InboundRoute]:
-    """Every inbound route of every registered channel."""
+    """Every inbound route of every provider."""
     routes: list[InboundRoute] = []
-    for cls in REGISTRY.values():
+    for cls in PROVIDERS.values():
         routes += cls(settings).routes()
     return routes

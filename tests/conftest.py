@@ -112,7 +112,7 @@ def settings(redis_url: str, namespace: str, tmp_path: Path) -> Settings:
         namespace=namespace,
         data_dir=tmp_path / "var",
         port=free_port(),
-        twilio_api_base=f"http://127.0.0.1:{free_port()}",
+        simulator_url=f"http://127.0.0.1:{free_port()}",
         secret_key="test-secret-key",  # type: ignore[arg-type]
         send_concurrency=50,
     )
@@ -168,13 +168,14 @@ class Stack:
     def __init__(self, loop: LoopThread, services: Services) -> None:
         self.loop = loop
         self.services = services
-        assert services.simulator is not None
-        self.sim: TwilioSimulator = services.simulator
+        assert services.simulators is not None and services.twilio is not None
+        self.simulators = services.simulators
+        self.sim: TwilioSimulator = services.twilio
         self.url = services.url
 
     def settle(self, timeout: float = 30) -> None:
-        """Wait until the simulator has sent every callback and reply it scheduled."""
-        self.loop.run(self.sim.settle(timeout), timeout + 5)
+        """Wait until the simulators have sent every callback, reply and ack they scheduled."""
+        self.loop.run(self.simulators.settle(timeout), timeout + 5)
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_worker_killed_mid_batch_loses_nobody(ctx: Context, population: Populati
         "REDIS_URL": ctx.redis_url,
         "BROADCAST_NAMESPACE": ctx.settings.namespace,
         "BROADCAST_PORT": str(ctx.settings.port),
-        "BROADCAST_TWILIO_API_BASE": ctx.settings.twilio_api_base,
+        "BROADCAST_SIMULATOR_URL": ctx.settings.simulator_url,
         "BROADCAST_SECRET_KEY": "test-secret-key",
         "BROADCAST_SEND_CONCURRENCY": "4",
         "BROADCAST_BATCH_SIZE": "600",
@@ -228,7 +228,7 @@ def test_demo_once_json_on_a_fresh_machine(tmp_path: Path) -> None:
         {
             "BROADCAST_DATA_DIR": str(tmp_path / "var"),
             "BROADCAST_PORT": str(free_port()),
-            "BROADCAST_TWILIO_API_BASE": f"http://127.0.0.1:{free_port()}",
+            "BROADCAST_SIMULATOR_URL": f"http://127.0.0.1:{free_port()}",
         }
     )
     result = subprocess.run(

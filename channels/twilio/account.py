@@ -20,7 +20,6 @@ from broadcast.settings import Settings
 SIMULATOR_ACCOUNT_SID = "AC" + "5e" * 16
 SIMULATOR_AUTH_TOKEN = "simulator-auth-token-not-secret"
 SIMULATOR_FROM = "+8610691234"
-SIMULATOR_PORT = 8081
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
@@ -49,13 +48,10 @@ def twilio_account(settings: Settings) -> TwilioAccount:
             messaging_service_sid=settings.twilio_messaging_service_sid,
             simulated=False,
         )
-    api_base = settings.twilio_api_base
-    if api_base == "https://api.twilio.com":
-        api_base = f"http://127.0.0.1:{SIMULATOR_PORT}"
     return TwilioAccount(
         sid=SIMULATOR_ACCOUNT_SID,
         auth_token=SIMULATOR_AUTH_TOKEN,
-        api_base=api_base,
+        api_base=settings.simulator_url,
         sender=settings.twilio_from or SIMULATOR_FROM,
         messaging_service_sid=settings.twilio_messaging_service_sid,
         simulated=True,

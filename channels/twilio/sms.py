@@ -92,9 +92,10 @@ def status_callback_url(public_url: str, alert_id: str, ordinal: int) -> str:
     return f"{public_url}{STATUS_PATH}?{urlencode({'a': alert_id, 'o': ordinal})}"
 
 
-class TwilioSMS(Channel):
-    name = "twilio_sms"
-    kind = ChannelKind.sms
+class TwilioChannel(Channel):
+    """What Twilio's SMS and voice channels share: the account, the HTTP client, webhook checks."""
+
+    transport_errors = (aiohttp.ClientError, TimeoutError, OSError)
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -102,15 +103,7 @@ class TwilioSMS(Channel):
         self._http: AsyncTwilioHttpClient | None = None
         self._client: Client | None = None
 
-    @classmethod
-    def configuration_problems(cls, settings: Settings) -> list[str]:
-        return configuration_problems(settings)
-
-    def rate_limit(self) -> tuple[str, float, float] | None:
-        rate = self.settings.sms_rate_per_second
-        return (f"twilio:{self.account.sid}", rate, self.settings.sms_rate_burst) if rate > 0 else None
-
-    async def __aenter__(self) -> TwilioSMS:
+    async def __aenter__(self) -> TwilioChannel:
         self._http = AsyncTwilioHttpClient(pool_connections=False)
         self._http.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.settings.send_timeout_seconds),
@@ -125,8 +118,40 @@ class TwilioSMS(Channel):
             await self._http.close()
         self._http = self._client = None
 
-    async def _send_one(self, message: OutboundMessage) -> SendResult:
+    def client(self) -> Client:
         assert self._client is not None, "use the channel as an async context manager"
+        return self._client
+
+    def authenticate(self, request: InboundRequest) -> None:
+        """Refuse a request Twilio did not sign, or signed for another account."""
+        if not verify(self.account.auth_token, request.url, request.form, request.headers.get(SIGNATURE_HEADER)):
+            raise InboundRejected(403, "missing or wrong X-Twilio-Signature")
+        if request.form.get("AccountSid") != self.account.sid:
+            raise InboundRejected(403, "the request is for another Twilio account")
+
+    @staticmethod
+    def recipient(request: InboundRequest) -> tuple[str, int]:
+        """The (alert, ordinal) a callback URL names."""
+        alert_id = request.query.get("a", "")
+        ordinal = request.query.get("o", "")
+        if not alert_id.isdigit() or not ordinal.isdigit():
+            raise InboundRejected(400, "the callback URL lacks the alert and ordinal")
+        return alert_id, int(ordinal)
+
+
+class TwilioSMS(TwilioChannel):
+    name = "twilio_sms"
+    kind = ChannelKind.sms
+
+    @classmethod
+    def configuration_problems(cls, settings: Settings) -> list[str]:
+        return configuration_problems(settings)
+
+    def rate_limit(self) -> tuple[str, float, float] | None:
+        rate = self.settings.sms_rate_per_second
+        return (f"twilio:{self.account.sid}", rate, self.settings.sms_rate_burst) if rate > 0 else None
+
+    async def _send_one(self, message: OutboundMessage) -> SendResult:
         params: dict[str, object] = {"to": message.address, "body": message.text}
         if self.account.messaging_service_sid:
             params["messaging_service_sid"] = self.account.messaging_service_sid
@@ -136,10 +161,10 @@ class TwilioSMS(Channel):
         if message.validity_seconds:
             params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
         try:
-            created = await self._client.messages.create_async(**params)
+            created = await self.client().messages.create_async(**params)
         except TwilioRestException as exc:
             return SendResult(message.ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except self.transport_errors as exc:
             return SendResult(message.ordinal, Outcome.retryable, detail=f"{type(exc).__name__}: {exc}")
         return SendResult(message.ordinal, Outcome.accepted, provider_ref=created.sid)
 
@@ -154,20 +179,11 @@ class TwilioSMS(Channel):
             InboundRoute("POST", INBOUND_PATH, self.parse_inbound),
         ]
 
-    def _authenticate(self, request: InboundRequest) -> None:
-        if not verify(self.account.auth_token, request.url, request.form, request.headers.get(SIGNATURE_HEADER)):
-            raise InboundRejected(403, "missing or wrong X-Twilio-Signature")
-        if request.form.get("AccountSid") != self.account.sid:
-            raise InboundRejected(403, "the request is for another Twilio account")
-
     def parse_status(self, request: InboundRequest) -> InboundResult:
         """A delivery report for one message we sent."""
-        self._authenticate(request)
-        alert_id = request.query.get("a", "")
-        ordinal_text = request.query.get("o", "")
+        self.authenticate(request)
+        alert_id, ordinal = self.recipient(request)
         status = request.form.get("MessageStatus") or request.form.get("SmsStatus") or ""
-        if not alert_id.isdigit() or not ordinal_text.isdigit():
-            raise InboundRejected(400, "the callback URL lacks the alert and ordinal")
         if status not in STATUS_MAPPING:
             raise InboundRejected(400, f"unknown MessageStatus {status!r}")
         kind = STATUS_MAPPING[status]
@@ -176,7 +192,7 @@ class TwilioSMS(Channel):
         code_text = request.form.get("ErrorCode", "")
         event = RecipientEvent(
             alert_id=alert_id,
-            ordinal=int(ordinal_text),
+            ordinal=ordinal,
             kind=kind,
             channel=ChannelKind.sms,
             error_code=int(code_text) if code_text.isdigit() else None,
@@ -186,7 +202,7 @@ class TwilioSMS(Channel):
 
     def parse_inbound(self, request: InboundRequest) -> InboundResult:
         """A text a resident sent to our number (a confirmation, or a call for help)."""
-        self._authenticate(request)
+        self.authenticate(request)
         sender = request.form.get("From", "")
         if not sender:
             raise InboundRejected(400, "an inbound message needs From")
