@@ -194,11 +194,15 @@ class Registry:
                     touched.add(before.community)
                     if before.phone and before.phone != resident.phone:
                         pipe.hdel(k.resident_by_phone, before.phone)
+                    for token in set(before.push_tokens) - set(resident.push_tokens):
+                        pipe.hdel(k.resident_by_push_token, token)
                 touched.add(resident.community)
                 pipe.hset(k.resident_bucket(rid), str(rid), resident.to_record())
                 pipe.hset(k.resident_by_external, resident.external_id, rid)
                 if resident.phone:
                     pipe.hset(k.resident_by_phone, resident.phone, rid)
+                for token in resident.push_tokens:
+                    pipe.hset(k.resident_by_push_token, token, rid)
             pipe.execute()
         joining: dict[str, set[int]] = {}
         for rid, resident in zip(rids, residents, strict=True):
@@ -251,9 +255,34 @@ class Registry:
                 pipe.hdel(k.resident_by_external, resident.external_id)
                 if resident.phone:
                     pipe.hdel(k.resident_by_phone, resident.phone)
+                for token in resident.push_tokens:
+                    pipe.hdel(k.resident_by_push_token, token)
             pipe.execute()
         self.rebuild_members({r.community for r in records.values()})
         return len(records)
+
+    def forget_push_tokens(self, tokens: dict[int, str]) -> int:
+        """Drop push tokens the provider no longer knows (rid → token); returns how many were dropped.
+
+        A resident left without a token stops having push among their channels, so the next
+        alert goes straight to their next channel.
+        """
+        records = self._load(tokens)
+        changed: list[tuple[int, Resident]] = []
+        for rid, resident in records.items():
+            token = tokens[rid]
+            if token not in resident.push_tokens:
+                continue
+            remaining = [t for t in resident.push_tokens if t != token]
+            channels = resident.channels if remaining else [c for c in resident.channels if c is not ChannelKind.push]
+            changed.append((rid, resident.model_copy(update={"push_tokens": remaining, "channels": channels})))
+        with self.client.pipeline(transaction=False) as pipe:
+            for rid, resident in changed:
+                pipe.hset(self.keys.resident_bucket(rid), str(rid), resident.to_record())
+                pipe.hdel(self.keys.resident_by_push_token, tokens[rid])
+            pipe.execute()
+        self.rebuild_members({r.community for _, r in changed})
+        return len(changed)
 
 
 async def load_residents(client: redis.asyncio.Redis, keys: Keys, rids: Sequence[int]) -> dict[int, Resident]:

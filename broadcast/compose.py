@@ -82,6 +82,15 @@ def render(
         return Rendered(text, cost.parts, cost.encoding)
     if channel is ChannelKind.voice:
         return Rendered(text, extra={"language": "zh-CN" if language is Language.zh else "en-US"})
+    if channel is ChannelKind.push:
+        title = f"台风{draft.level.zh}预警" if language is Language.zh else f"Typhoon {draft.level.value} warning"
+        data = {
+            "event": draft.event.value,
+            "level": draft.level.value,
+            "exercise": draft.exercise,
+            "msg_type": draft.msg_type.value,
+        }
+        return Rendered(text, extra={"title": title, "data": data})
     return Rendered(text)
 
 

@@ -18,17 +18,18 @@ from typing import Any
 import redis.asyncio
 from rq import Retry
 
-from audiences.residents import Resident, load_residents
+from audiences.residents import Registry, Resident, load_residents
 from broadcast.compose import AreaFacts, Rendered, render
-from broadcast.context import Context, current, level_queue
+from broadcast.context import FOLLOWUP_QUEUE, Context, current, level_queue
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys
 from broadcast.ledger import Ledger, RosterIndex, roster_index
 from broadcast.models import Alert, AlertStatus, ChannelKind, EventKind
 from broadcast.plan import NO_CHANNEL, expand, to_ranges
 from broadcast.ratelimit import SharedRateLimit
 from broadcast.settings import Settings
+from broadcast.tokens import app_ack_token
 from channels import available, channel_class
-from channels.base import Channel, Limiter, NoLimit, OutboundMessage, Outcome, SendResult
+from channels.base import UNREGISTERED, Channel, Limiter, NoLimit, OutboundMessage, Outcome, SendResult, Sent
 
 FLUSH_EVERY = 100
 RETRY_PAUSE_SECONDS = (0.5, 2.0, 5.0)
@@ -159,9 +160,12 @@ async def _deliver(
         if key not in rendered:
             rendered[key] = render(alert, language, kind, facts[community], settings)
         text = rendered[key]
-        messages.append(
-            OutboundMessage(alert_id, o, address, text.text, language.value, text.parts, validity, text.extra)
-        )
+        extra = text.extra
+        if kind is ChannelKind.push:
+            # The app confirms with the alert's id and its signed key (see broadcast.app_api).
+            data = {**dict(extra.get("data", {})), "alert_id": alert_id, "ack": app_ack_token(ctx.secret, alert_id)}
+            extra = {**extra, "data": data}
+        messages.append(OutboundMessage(alert_id, o, address, text.text, language.value, text.parts, validity, extra))
 
     await ledger.set_bits(f"attempted:{kind.value}", [m.ordinal for m in messages])
     if unaddressable:
@@ -213,10 +217,13 @@ async def _send_with_retries(
     by_ord = {m.ordinal: m for m in messages}
     pending = messages
     bad_config: SendResult | None = None
+    accepted: list[Sent] = []
     for attempt in range(ctx.settings.send_attempts):
         again: list[OutboundMessage] = []
         buffer: list[SendResult] = []
         async for result in channel.send(pending, limiter):
+            if result.outcome is Outcome.accepted and channel.asks_for_reports:
+                accepted.append(Sent(result.ordinal, by_ord[result.ordinal].address, result.provider_ref or ""))
             if result.outcome in (Outcome.retryable, Outcome.throttled):
                 if result.outcome is Outcome.throttled:
                     limiter.slow_down()
@@ -238,9 +245,11 @@ async def _send_with_retries(
             )
         pending = again
         if not pending:
-            return []
+            break
         if attempt + 1 < ctx.settings.send_attempts:
             await asyncio.sleep(RETRY_PAUSE_SECONDS[min(attempt, len(RETRY_PAUSE_SECONDS) - 1)])
+    if accepted:
+        _enqueue_reports(ctx, alert, channel, accepted)
     return pending
 
 
@@ -292,6 +301,14 @@ async def _failed(
     report.failed += len(ordinals)
     next_channel: dict[str, list[int]] = {}
     final: list[int] = []
+    if kind is ChannelKind.push and error_code == UNREGISTERED and ordinals:
+        rids = await read_rids(ledger.client, ctx.keys, alert.id, ordinals)
+        gone = {
+            rid: resident.push_tokens[0]
+            for o, rid in zip(ordinals, rids, strict=True)
+            if (resident := by_ordinal.get(o)) is not None and resident.push_tokens
+        }
+        await asyncio.to_thread(Registry(ctx.redis, ctx.keys).forget_push_tokens, gone)
     for o in ordinals:
         nxt = next_channel_for(by_ordinal.get(o), alert, kind, ctx.settings)
         if nxt is None:
@@ -375,3 +392,35 @@ async def channel_failed(
     ledger = Ledger(client, ctx.keys, alert.id)
     await _failed(ctx, ledger, alert, index, kind, ordinals, by_ordinal, error_code, ctx.clock.now(), report)
     return report
+
+
+def _enqueue_reports(ctx: Context, alert: Alert, channel: Channel, accepted: list[Sent]) -> None:
+    """Ask a provider that does not call back what became of these messages, a while from now."""
+    queue = ctx.queue(FOLLOWUP_QUEUE)
+    delay = timedelta(seconds=ctx.settings.push_report_delay_seconds)
+    for i in range(0, len(accepted), 1000):
+        chunk = [[s.ordinal, s.address, s.provider_ref] for s in accepted[i : i + 1000]]
+        args = (alert.id, channel.kind.value, chunk)
+        kwargs: dict[str, Any] = {"job_timeout": 300, "result_ttl": 3600, "retry": Retry(max=3, interval=[30, 60, 120])}
+        if delay:
+            queue.enqueue_in(delay, "broadcast.deliver.delivery_report_job", *args, **kwargs)
+        else:
+            queue.enqueue("broadcast.deliver.delivery_report_job", *args, **kwargs)
+
+
+def delivery_report_job(alert_id: str, channel: str, sent: list[list[Any]]) -> dict[str, Any]:
+    """RQ entry point: fetch delivery reports for sent messages and record them."""
+    return asyncio.run(delivery_reports(current(), alert_id, ChannelKind(channel), [Sent(*s) for s in sent]))
+
+
+async def delivery_reports(ctx: Context, alert_id: str, kind: ChannelKind, sent: list[Sent]) -> dict[str, Any]:
+    from broadcast.inbound import Inbox
+
+    client = ctx.async_redis()
+    try:
+        async with channel_class(kind, ctx.settings)(ctx.settings) as channel:
+            events = await channel.delivery_reports(alert_id, sent)
+        recorded = await Inbox(ctx, client).record(events)
+        return {"reports": len(events), "outcomes": sorted({r.outcome for r in recorded})}
+    finally:
+        await client.aclose()

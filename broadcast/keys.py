@@ -11,6 +11,7 @@ Registry (lives until changed)
     {ns}:res:{rid >> 10}            hash   rid -> resident JSON (1,024 residents a bucket)
     {ns}:res:ext                    hash   external id -> rid
     {ns}:res:phone                  hash   E.164 phone -> rid
+    {ns}:res:push                   hash   push token (registration id) -> rid
     {ns}:members:{community}        string the community's residents in roster order, packed
                                            8 bytes each: rid u32, building number u16, profile u16
     {ns}:buildings:{community}      string JSON list of the community's building codes, sorted
@@ -80,6 +81,10 @@ class Keys:
     @property
     def resident_by_phone(self) -> str:
         return f"{self.ns}:res:phone"
+
+    @property
+    def resident_by_push_token(self) -> str:
+        return f"{self.ns}:res:push"
 
     def members(self, community: str) -> str:
         return f"{self.ns}:members:{community}"

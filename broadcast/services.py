@@ -4,16 +4,23 @@ real credentials, its simulator."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from aiohttp import web
 
+from broadcast.app_api import ACK_PATH
 from broadcast.context import Context
 from broadcast.web import create_app
+from channels.push.fcm import simulator_service_account
+from channels.push.jpush import SIMULATOR_APP_KEY, SIMULATOR_MASTER_SECRET
 from channels.simulators import SimulatedProvider, Simulators
+from channels.simulators.push import FCMSimulator, JPushSimulator, PushBehaviour
 from channels.simulators.twilio import TwilioBehaviour, TwilioSimulator
 from channels.twilio.account import twilio_account
 from channels.twilio.sms import INBOUND_PATH
+
+P = TypeVar("P", bound=SimulatedProvider)
 
 
 class PortInUse(RuntimeError):
@@ -24,8 +31,14 @@ class PortInUse(RuntimeError):
 class Services:
     web_runner: web.AppRunner
     simulators: Simulators | None
-    twilio: TwilioSimulator | None
     url: str
+
+    def simulator(self, kind: type[P]) -> P:
+        """The running simulator of a kind (KeyError if that provider is real)."""
+        for provider in self.simulators.providers if self.simulators else []:
+            if isinstance(provider, kind):
+                return provider
+        raise KeyError(f"no {kind.__name__} is running")
 
     async def stop(self) -> None:
         if self.simulators is not None:
@@ -34,26 +47,33 @@ class Services:
 
     @property
     def pending(self) -> int:
-        """Simulated callbacks and replies still to come."""
+        """Simulated callbacks, replies and taps still to come."""
         return self.simulators.pending if self.simulators is not None else 0
 
 
-def simulated_providers(ctx: Context, behaviour: TwilioBehaviour | None = None) -> list[SimulatedProvider]:
+def simulated_providers(
+    ctx: Context, twilio: TwilioBehaviour | None = None, push: PushBehaviour | None = None
+) -> list[SimulatedProvider]:
     """A simulator for each provider that has no real credentials."""
     settings = ctx.settings
     providers: list[SimulatedProvider] = []
     account = twilio_account(settings)
     if account.simulated:
-        providers.append(
-            TwilioSimulator(account.sid, account.auth_token, settings.public_url + INBOUND_PATH, behaviour)
-        )
+        providers.append(TwilioSimulator(account.sid, account.auth_token, settings.public_url + INBOUND_PATH, twilio))
+    ack_url = settings.public_url + ACK_PATH
+    if not (settings.jpush_app_key and settings.jpush_master_secret):
+        providers.append(JPushSimulator(SIMULATOR_APP_KEY, SIMULATOR_MASTER_SECRET, ack_url, push))
+    if settings.fcm_service_account_file is None:
+        providers.append(FCMSimulator(simulator_service_account(settings), ack_url, push))
     return providers
 
 
-async def start_services(ctx: Context, behaviour: TwilioBehaviour | None = None) -> Services:
+async def start_services(
+    ctx: Context, twilio: TwilioBehaviour | None = None, push: PushBehaviour | None = None
+) -> Services:
     """Serve the web app on the configured host and port, and the simulators at simulator_url."""
     settings = ctx.settings
-    providers = simulated_providers(ctx, behaviour)
+    providers = simulated_providers(ctx, twilio, push)
     simulators = None
     if providers:
         simulators = Simulators(providers)
@@ -76,5 +96,4 @@ async def start_services(ctx: Context, behaviour: TwilioBehaviour | None = None)
         raise PortInUse(
             f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); set BROADCAST_PORT to a free port"
         ) from exc
-    twilio = next((p for p in providers if isinstance(p, TwilioSimulator)), None)
-    return Services(runner, simulators, twilio, f"http://{settings.host}:{settings.port}")
+    return Services(runner, simulators, f"http://{settings.host}:{settings.port}")

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     fcm_service_account_file: Path | None = None  # the Google service-account key (JSON)
     fcm_api_base: str = "https://fcm.googleapis.com"
     push_rate_per_second: float = Field(default=0.0, ge=0)  # requests per second; 0: no limit
+    push_report_delay_seconds: float = Field(default=60.0, ge=0)  # when to ask JPush what arrived
 
     # Composition
     sms_signature: str = "【上海应急】"

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from broadcast.models import ChannelKind
 from broadcast.settings import Settings
 from channels.base import Channel, InboundRoute
+from channels.push.fcm import FCM
+from channels.push.jpush import JPush
 from channels.twilio.sms import TwilioSMS
 from channels.twilio.voice import TwilioVoice
 
@@ -14,6 +16,8 @@ from channels.twilio.voice import TwilioVoice
 PROVIDERS: dict[str, type[Channel]] = {
     TwilioSMS.name: TwilioSMS,
     TwilioVoice.name: TwilioVoice,
+    JPush.name: JPush,
+    FCM.name: FCM,
 }
 
 
@@ -22,6 +26,7 @@ def provider_name(kind: ChannelKind, settings: Settings) -> str | None:
     return {
         ChannelKind.sms: TwilioSMS.name,
         ChannelKind.voice: TwilioVoice.name,
+        ChannelKind.push: settings.push_provider,
     }.get(kind)
 
 

@@ -123,11 +123,26 @@ class NoLimit:
         return None
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A message the provider accepted, as a later delivery report refers to it."""
+
+    ordinal: int
+    address: str
+    provider_ref: str
+
+
+# Error code recorded when a push token is no longer registered: the token is removed from the resident.
+UNREGISTERED = 410
+
+
 class Channel(ABC):
     """One provider's way of reaching people, in both directions."""
 
     name: ClassVar[str]
     kind: ClassVar[ChannelKind]
+    # Providers that report delivery only when asked (see delivery_reports), instead of calling back.
+    asks_for_reports: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -153,6 +168,10 @@ class Channel(ABC):
 
     def routes(self) -> list[InboundRoute]:
         """The inbound endpoints this channel answers."""
+        return []
+
+    async def delivery_reports(self, alert_id: str, sent: Sequence[Sent]) -> list[RecipientEvent]:
+        """Ask the provider what became of messages it accepted (for providers that do not call back)."""
         return []
 
 

@@ -28,6 +28,7 @@ from audiences.population import Population, generate, store_population
 from broadcast.context import Context
 from broadcast.services import Services, start_services
 from broadcast.settings import Settings
+from channels.simulators.push import FCMSimulator, JPushSimulator, PushBehaviour
 from channels.simulators.twilio import TwilioBehaviour, TwilioSimulator
 
 T = TypeVar("T")
@@ -115,6 +116,7 @@ def settings(redis_url: str, namespace: str, tmp_path: Path) -> Settings:
         simulator_url=f"http://127.0.0.1:{free_port()}",
         secret_key="test-secret-key",  # type: ignore[arg-type]
         send_concurrency=50,
+        push_report_delay_seconds=0,
     )
 
 
@@ -163,14 +165,16 @@ def behaviour() -> TwilioBehaviour:
 
 
 class Stack:
-    """The web app and the Twilio simulator, running on a background loop."""
+    """The web app and the provider simulators, running on a background loop."""
 
     def __init__(self, loop: LoopThread, services: Services) -> None:
         self.loop = loop
         self.services = services
-        assert services.simulators is not None and services.twilio is not None
+        assert services.simulators is not None
         self.simulators = services.simulators
-        self.sim: TwilioSimulator = services.twilio
+        self.sim = services.simulator(TwilioSimulator)
+        self.jpush = services.simulator(JPushSimulator)
+        self.fcm = services.simulator(FCMSimulator)
         self.url = services.url
 
     def settle(self, timeout: float = 30) -> None:
@@ -179,9 +183,15 @@ class Stack:
 
 
 @pytest.fixture
-def stack(ctx: Context, behaviour: TwilioBehaviour) -> Iterator[Stack]:
+def push_behaviour() -> PushBehaviour:
+    """The simulated phones: notifications arrive at once, about 60 % of owners tap."""
+    return PushBehaviour(ack_share=0.6, help_share=0.05, ack_delay=(0, 0))
+
+
+@pytest.fixture
+def stack(ctx: Context, behaviour: TwilioBehaviour, push_behaviour: PushBehaviour) -> Iterator[Stack]:
     loop = LoopThread()
-    services = loop.run(start_services(ctx, behaviour))
+    services = loop.run(start_services(ctx, behaviour, push_behaviour))
     yield Stack(loop, services)
     loop.run(services.stop())
     loop.stop()

@@ -324,8 +324,9 @@ class TwilioSimulator(SimulatedProvider):
         async def progress(event: str, status: str, **extra: str) -> None:
             await self._pause(b.status_delay)
             if callback and b.send_status_callbacks and (event in asked or event == "completed"):
-                await self.post(callback, {**base, "CallStatus": status, "CallbackSource": "call-progress-events",
-                                           **extra})  # fmt: skip
+                await self.post(
+                    callback, {**base, "CallStatus": status, "CallbackSource": "call-progress-events", **extra}
+                )
 
         await progress("initiated", "initiated")
         await progress("ringing", "ringing")

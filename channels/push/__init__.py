@@ -1,0 +1,1 @@
+"""App push: JPush (REST v3) and Firebase Cloud Messaging (HTTP v1)."""
