@@ -50,16 +50,14 @@ def run_worker(ctx: Context, *, burst: bool = False) -> bool:
 
 
 def drain(ctx: Context) -> int:
-    """Run every job that is due now in this thread, including scheduled ones; returns how many ran."""
+    """Run every job that is due now in this thread, including scheduled ones; returns how many rounds worked."""
     set_current(ctx)
-    ran = 0
-    while True:
-        worker = InProcessWorker(ctx.queues(), **worker_options(ctx))
-        before = worker.successful_job_count + worker.failed_job_count
-        worked = worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
-        ran += worker.successful_job_count + worker.failed_job_count - before
-        if not worked:
-            return ran
+    rounds = 0
+    while InProcessWorker(ctx.queues(), **worker_options(ctx)).work(
+        burst=True, with_scheduler=True, logging_level="WARNING"
+    ):
+        rounds += 1
+    return rounds
 
 
 def recover_abandoned(ctx: Context, now: float | None = None) -> int:

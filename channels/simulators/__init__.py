@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+HANG_SECONDS = 30.0  # how long an injected "timeout" keeps a request waiting
+
 
 class SimulatedProvider:
     """One provider's side of the simulation: its routes, and the background work they start."""
@@ -56,7 +58,7 @@ class Simulators:
         for provider in self.providers:
             provider.session = self._session
             provider.add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         try:

@@ -27,7 +27,7 @@ import jwt
 from aiohttp import web
 
 from channels.push.fcm import JWT_BEARER, ServiceAccount
-from channels.simulators import SimulatedProvider
+from channels.simulators import HANG_SECONDS, SimulatedProvider
 
 
 @dataclass
@@ -77,7 +77,7 @@ class SimulatedApp(SimulatedProvider):
             return None
         injected = b.inject.pop(0)
         if injected == "timeout":
-            await asyncio.sleep(3600)
+            await asyncio.sleep(HANG_SECONDS)
         return self.failure(int(injected))
 
     def failure(self, status: int) -> web.Response:

@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from broadcast.segments import sms_cost
-from channels.simulators import SimulatedProvider
+from channels.simulators import HANG_SECONDS, SimulatedProvider
 from channels.twilio.account import SIGNATURE_HEADER, sign
 
 API_VERSION = "2010-04-01"
@@ -161,7 +161,7 @@ class TwilioSimulator(SimulatedProvider):
             if b.inject:
                 injected = b.inject.pop(0)
                 if injected == "timeout":
-                    await asyncio.sleep(3600)
+                    await asyncio.sleep(HANG_SECONDS)
                 if injected == 429:
                     return twilio_error(429, 20429, "Too Many Requests")
                 return twilio_error(int(injected), 20500, "Internal Server Error")
@@ -172,8 +172,6 @@ class TwilioSimulator(SimulatedProvider):
             to = form["To"]
             if not to.startswith("+") or not to[1:].isdigit() or to in b.invalid_numbers:
                 return self._reject(400, 21211, f"The 'To' number {to} is not a valid phone number.")
-            if to in b.opted_out_numbers:
-                return self._reject(400, 21610, "Attempt to send to unsubscribed recipient")
             return await handler(request, form)
 
         return guarded
@@ -185,6 +183,8 @@ class TwilioSimulator(SimulatedProvider):
     async def _create_message(self, request: web.Request, form: dict[str, str]) -> web.Response:
         to, body = form["To"], form.get("Body", "")
         sender, service = form.get("From"), form.get("MessagingServiceSid")
+        if to in self.behaviour.opted_out_numbers:  # STOP applies to messages, not calls
+            return self._reject(400, 21610, "Attempt to send to unsubscribed recipient")
         if not body:
             return self._reject(400, 21602, "Message body is required.")
         if len(body) > MAX_BODY:

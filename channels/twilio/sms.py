@@ -7,6 +7,7 @@ recipient with no lookup table and cannot be forged without the auth token.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlencode
 
@@ -118,6 +119,7 @@ class TwilioChannel(Channel):
             await self._http.close()
         self._http = self._client = None
 
+    # The twilio library sets no timeout on its requests: every call is wrapped in one of ours.
     def client(self) -> Client:
         assert self._client is not None, "use the channel as an async context manager"
         return self._client
@@ -161,7 +163,8 @@ class TwilioSMS(TwilioChannel):
         if message.validity_seconds:
             params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
         try:
-            created = await self.client().messages.create_async(**params)
+            async with asyncio.timeout(self.settings.send_timeout_seconds):
+                created = await self.client().messages.create_async(**params)
         except TwilioRestException as exc:
             return SendResult(message.ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
         except self.transport_errors as exc:

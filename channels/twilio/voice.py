@@ -7,6 +7,7 @@ whose action URL, like the status callback URL, names the alert and the ordinal
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlencode
 
@@ -100,15 +101,16 @@ class TwilioVoice(TwilioChannel):
             gather_url += "&l=en"
         twiml = call_twiml(message.text, language, gather_url)
         try:
-            call = await client.calls.create_async(
-                to=message.address,
-                from_=self.settings.twilio_voice_from or self.account.sender,
-                twiml=twiml,
-                status_callback=callback_url(public, STATUS_PATH, message.alert_id, message.ordinal),
-                status_callback_event=STATUS_EVENTS,
-                status_callback_method="POST",
-                timeout=self.settings.voice_ring_seconds,
-            )
+            async with asyncio.timeout(self.settings.send_timeout_seconds):
+                call = await client.calls.create_async(
+                    to=message.address,
+                    from_=self.settings.twilio_voice_from or self.account.sender,
+                    twiml=twiml,
+                    status_callback=callback_url(public, STATUS_PATH, message.alert_id, message.ordinal),
+                    status_callback_event=STATUS_EVENTS,
+                    status_callback_method="POST",
+                    timeout=self.settings.voice_ring_seconds,
+                )
         except TwilioRestException as exc:
             return SendResult(message.ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
         except self.transport_errors as exc:

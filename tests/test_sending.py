@@ -1,0 +1,119 @@
+"""Sending: every error class of the SMS path, fallback to the next channel, and the shared rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from audiences.population import Population
+from broadcast.clock import ManualClock
+from broadcast.context import Context
+from broadcast.keys import as_text
+from broadcast.models import ChannelKind
+from broadcast.ratelimit import SharedRateLimit
+from broadcast.worker import drain
+from tests.conftest import STREET, Stack
+from tests.helpers import issue, progress
+
+
+@pytest.mark.parametrize(
+    ("trouble", "fallback", "unreachable"),
+    [
+        ([429, 429], False, False),  # throttled: slow down, try again
+        ([500, 503], False, False),  # retryable
+        (["timeout"], False, False),  # retryable
+        ("opted_out", True, False),  # opted out of SMS: the call still reaches them
+        ("invalid", True, True),  # an invalid number fails by SMS and by voice: a volunteer must go
+    ],
+)
+def test_sms_error_classes(
+    ctx: Context,
+    population: Population,
+    stack: Stack,
+    trouble: list[int | str] | str,
+    fallback: bool,
+    unreachable: bool,
+) -> None:
+    ctx.settings.send_timeout_seconds = 1.0
+    sms_first = [
+        r for r in population.residents if ChannelKind.voice in r.channels and r.channels[0] is not ChannelKind.voice
+    ]
+    victim = sms_first[0]
+    assert victim.phone is not None
+    if trouble == "invalid":
+        stack.sim.behaviour.invalid_numbers.add(victim.phone)
+    elif trouble == "opted_out":
+        stack.sim.behaviour.opted_out_numbers.add(victim.phone)
+    else:
+        assert isinstance(trouble, list)
+        stack.sim.behaviour.inject.extend(trouble)
+
+    alert = issue(ctx, [STREET], channels=[ChannelKind.sms, ChannelKind.voice])
+    drain(ctx)
+    stack.settle()
+    drain(ctx)
+    stack.settle()
+
+    everyone = {r.phone for r in population.residents}
+    texted = set(stack.sim.received)
+    called = set(stack.sim.called)
+    voice_first = {r.phone for r in population.residents if r.channels[0] is ChannelKind.voice}
+    reached = {victim.phone} if fallback and not unreachable else set()
+    assert called - voice_first == reached
+    assert texted | called | ({victim.phone} if unreachable else set()) == everyone, "nobody else is left out"
+    assert all(n == 1 for n in Counter(stack.sim.received).values()), "no SMS twice"
+    report = progress(ctx, alert.id)
+    assert report["totals"]["failed"] == (1 if unreachable else 0)
+    assert report["channels"]["sms"].get("failed", 0) == (1 if fallback else 0)
+    assert report["channels"]["voice"].get("failed", 0) == (1 if unreachable else 0)
+    if trouble in ([429, 429],):
+        assert ctx.redis.exists(ctx.keys.rate_limit_penalty(f"twilio:{stack.sim.account_sid}")) == 0, (
+            "no rate configured: nothing to slow down"
+        )
+
+
+def test_rate_limit_is_shared_and_halves_when_throttled(ctx: Context) -> None:
+    clock = ManualClock()
+
+    async def run() -> tuple[list[bool], list[bool], str]:
+        client = ctx.async_redis()
+        try:
+            one = SharedRateLimit(
+                client, ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_penalty("acct"), 100, 5, clock
+            )
+            two = SharedRateLimit(
+                client, ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_penalty("acct"), 100, 5, clock
+            )
+            # Two workers at one instant share five units of burst.
+            at_once = [(await w._ask(1))[0] for w in (one, two, one, two, one, two)]
+            clock.advance(seconds=0.05)  # five more units are due
+            later = [(await one._ask(1))[0] for _ in range(6)]
+            two.slow_down()
+            clock.advance(seconds=1)
+            await two._ask(1)
+            _, wait = await two._ask(10)
+            return at_once, later, wait
+        finally:
+            await client.aclose()
+
+    at_once, later, wait = asyncio.run(run())
+    assert at_once == [True] * 5 + [False]
+    assert later == [True] * 5 + [False]
+    assert float(wait) == pytest.approx(0.12, abs=0.001), "throttled: the wait doubles (60 ms at the full rate)"
+    assert as_text(ctx.redis.get(ctx.keys.rate_limit_penalty("acct"))) == "1"
+
+
+def test_sms_rate_limit_holds_across_a_batch(ctx: Context, population: Population, stack: Stack) -> None:
+    ctx.settings.sms_rate_per_second = 400.0
+    issue(ctx, [STREET])
+    started = asyncio.run(_now())
+    drain(ctx)
+    elapsed = asyncio.run(_now()) - started
+    assert len(stack.sim.messages) == 600
+    assert elapsed >= 600 / 400 * 0.9, f"600 parts at 400/s took only {elapsed:.2f} s"
+
+
+async def _now() -> float:
+    return asyncio.get_running_loop().time()
