@@ -123,6 +123,17 @@ class NoLimit:
         return None
 
 
+def classify_http(status: int) -> Outcome:
+    """The outcome of an HTTP error answer no provider-specific code explains."""
+    if status == 429:
+        return Outcome.throttled
+    if status >= 500:
+        return Outcome.retryable
+    if status in (401, 403):
+        return Outcome.bad_config
+    return Outcome.permanent
+
+
 @dataclass(frozen=True)
 class Sent:
     """A message the provider accepted, as a later delivery report refers to it."""

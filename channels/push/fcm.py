@@ -23,7 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broadcast.models import ChannelKind
 from broadcast.settings import Settings
-from channels.base import UNREGISTERED, Channel, Limiter, OutboundMessage, Outcome, SendResult, send_concurrently
+from channels.base import (
+    UNREGISTERED,
+    Channel,
+    Limiter,
+    OutboundMessage,
+    Outcome,
+    SendResult,
+    classify_http,
+    send_concurrently,
+)
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -213,16 +222,7 @@ class FCM(Channel):
         details = error.get("details", []) if isinstance(error, dict) else []
         code = next((d.get("errorCode") for d in details if isinstance(d, dict) and "errorCode" in d), None)
         code = code or (error.get("status") if isinstance(error, dict) else None)
-        if code in ERROR_OUTCOMES:
-            outcome = ERROR_OUTCOMES[code]
-        elif status == 429:
-            outcome = Outcome.throttled
-        elif status >= 500:
-            outcome = Outcome.retryable
-        elif status in (401, 403):
-            outcome = Outcome.bad_config
-        else:
-            outcome = Outcome.permanent
+        outcome = ERROR_OUTCOMES[code] if code in ERROR_OUTCOMES else classify_http(status)
         recorded = UNREGISTERED if code == "UNREGISTERED" else status
         return SendResult(message.ordinal, outcome, error_code=recorded, detail=f"{status} {code}")
 

@@ -25,6 +25,7 @@ from channels.base import (
     Outcome,
     SendResult,
     Sent,
+    classify_http,
 )
 
 MAX_AUDIENCE = 1000
@@ -44,15 +45,9 @@ REPORT_STATUS = {0: EventKind.delivered, 2: EventKind.failed}  # 1: not yet; 3, 
 
 
 def classify(status: int, code: int | None) -> Outcome:
-    if code in ERROR_OUTCOMES:
-        return ERROR_OUTCOMES[code]
-    if status == 429:
-        return Outcome.throttled
-    if status >= 500:
-        return Outcome.retryable
-    if status in (401, 403):
-        return Outcome.bad_config
-    return Outcome.permanent
+    """The outcome of a JPush error response."""
+    known = ERROR_OUTCOMES.get(code) if code is not None else None
+    return known or classify_http(status)
 
 
 def push_body(messages: Sequence[OutboundMessage], apns_production: bool) -> dict[str, Any]:

@@ -8,7 +8,8 @@ recipient with no lookup table and cannot be forged without the auth token.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -28,6 +29,7 @@ from channels.base import (
     OutboundMessage,
     Outcome,
     SendResult,
+    classify_http,
     send_concurrently,
 )
 from channels.twilio.account import (
@@ -78,15 +80,8 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 def classify(status: int, code: int | None) -> Outcome:
     """The outcome of a Twilio API error response."""
-    if code is not None and code in ERROR_OUTCOMES:
-        return ERROR_OUTCOMES[code]
-    if status == 429:
-        return Outcome.throttled
-    if status >= 500:
-        return Outcome.retryable
-    if status in (401, 403):
-        return Outcome.bad_config
-    return Outcome.permanent
+    known = ERROR_OUTCOMES.get(code) if code is not None else None
+    return known or classify_http(status)
 
 
 def status_callback_url(public_url: str, alert_id: str, ordinal: int) -> str:
@@ -131,6 +126,23 @@ class TwilioChannel(Channel):
         if request.form.get("AccountSid") != self.account.sid:
             raise InboundRejected(403, "the request is for another Twilio account")
 
+    async def create(self, ordinal: int, request: Callable[[Client], Awaitable[Any]]) -> SendResult:
+        """Make one create request (a message, a call) and say what became of it."""
+        try:
+            async with asyncio.timeout(self.settings.send_timeout_seconds):
+                created = await request(self.client())
+        except TwilioRestException as exc:
+            return SendResult(ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
+        except self.transport_errors as exc:
+            return SendResult(ordinal, Outcome.retryable, detail=f"{type(exc).__name__}: {exc}")
+        return SendResult(ordinal, Outcome.accepted, provider_ref=created.sid)
+
+    async def send_one(self, message: OutboundMessage) -> SendResult:
+        raise NotImplementedError
+
+    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
+        return send_concurrently(messages, self.send_one, limiter, self.settings.send_concurrency)
+
     @staticmethod
     def recipient(request: InboundRequest) -> tuple[str, int]:
         """The (alert, ordinal) a callback URL names."""
@@ -153,7 +165,7 @@ class TwilioSMS(TwilioChannel):
         rate = self.settings.sms_rate_per_second
         return (f"twilio:{self.account.sid}", rate, self.settings.sms_rate_burst) if rate > 0 else None
 
-    async def _send_one(self, message: OutboundMessage) -> SendResult:
+    async def send_one(self, message: OutboundMessage) -> SendResult:
         params: dict[str, object] = {"to": message.address, "body": message.text}
         if self.account.messaging_service_sid:
             params["messaging_service_sid"] = self.account.messaging_service_sid
@@ -162,17 +174,7 @@ class TwilioSMS(TwilioChannel):
         params["status_callback"] = status_callback_url(self.settings.public_url, message.alert_id, message.ordinal)
         if message.validity_seconds:
             params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
-        try:
-            async with asyncio.timeout(self.settings.send_timeout_seconds):
-                created = await self.client().messages.create_async(**params)
-        except TwilioRestException as exc:
-            return SendResult(message.ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
-        except self.transport_errors as exc:
-            return SendResult(message.ordinal, Outcome.retryable, detail=f"{type(exc).__name__}: {exc}")
-        return SendResult(message.ordinal, Outcome.accepted, provider_ref=created.sid)
-
-    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
-        return send_concurrently(messages, self._send_one, limiter, self.settings.send_concurrency)
+        return await self.create(message.ordinal, lambda client: client.messages.create_async(**params))
 
     # Inbound
 

@@ -7,11 +7,8 @@ whose action URL, like the status callback URL, names the alert and the ordinal
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
 from urllib.parse import urlencode
 
-from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from broadcast.models import AckMethod, ChannelKind, EventKind, RecipientEvent
@@ -21,14 +18,11 @@ from channels.base import (
     InboundRequest,
     InboundResult,
     InboundRoute,
-    Limiter,
     OutboundMessage,
-    Outcome,
     SendResult,
-    send_concurrently,
 )
 from channels.twilio.account import configuration_problems
-from channels.twilio.sms import TwilioChannel, classify
+from channels.twilio.sms import TwilioChannel
 
 STATUS_PATH = "/hooks/twilio/voice/status"
 GATHER_PATH = "/hooks/twilio/voice/gather"
@@ -92,33 +86,24 @@ class TwilioVoice(TwilioChannel):
         rate = self.settings.voice_rate_per_second
         return (f"twilio-voice:{self.account.sid}", rate, 1.0) if rate > 0 else None
 
-    async def _call(self, message: OutboundMessage) -> SendResult:
-        client = self.client()
+    async def send_one(self, message: OutboundMessage) -> SendResult:
         language = str(message.extra.get("language", "zh-CN"))
         public = self.settings.public_url
         gather_url = callback_url(public, GATHER_PATH, message.alert_id, message.ordinal)
         if language.startswith("en"):
             gather_url += "&l=en"
-        twiml = call_twiml(message.text, language, gather_url)
-        try:
-            async with asyncio.timeout(self.settings.send_timeout_seconds):
-                call = await client.calls.create_async(
-                    to=message.address,
-                    from_=self.settings.twilio_voice_from or self.account.sender,
-                    twiml=twiml,
-                    status_callback=callback_url(public, STATUS_PATH, message.alert_id, message.ordinal),
-                    status_callback_event=STATUS_EVENTS,
-                    status_callback_method="POST",
-                    timeout=self.settings.voice_ring_seconds,
-                )
-        except TwilioRestException as exc:
-            return SendResult(message.ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
-        except self.transport_errors as exc:
-            return SendResult(message.ordinal, Outcome.retryable, detail=f"{type(exc).__name__}: {exc}")
-        return SendResult(message.ordinal, Outcome.accepted, provider_ref=call.sid)
-
-    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
-        return send_concurrently(messages, self._call, limiter, self.settings.send_concurrency)
+        return await self.create(
+            message.ordinal,
+            lambda client: client.calls.create_async(
+                to=message.address,
+                from_=self.settings.twilio_voice_from or self.account.sender,
+                twiml=call_twiml(message.text, language, gather_url),
+                status_callback=callback_url(public, STATUS_PATH, message.alert_id, message.ordinal),
+                status_callback_event=STATUS_EVENTS,
+                status_callback_method="POST",
+                timeout=self.settings.voice_ring_seconds,
+            ),
+        )
 
     def routes(self) -> list[InboundRoute]:
         return [
