@@ -47,7 +47,7 @@ def sms(paragraphs: list[str], language: Language, link: str) -> Rendered:
 
 # Speech: what a text-to-speech voice would misread, rewritten, then every symbol dropped.
 _RANGE = re.compile(r"(\d)\s*[-~～–—]\s*(\d)")
-_NEGATIVE = re.compile(r"(?<![\w.])-(\d)")
+_NEGATIVE = re.compile(r"(?<![0-9A-Za-z.])-(\d)")
 _SPOKEN: dict[Language, list[tuple[re.Pattern[str], str]]] = {
     Language.zh: [
         (_RANGE, r"\1到\2"),
