@@ -80,6 +80,13 @@ def change_of(draft: AlertDraft, referenced: AlertDraft | None) -> Change:
     return Change.upgrade if draft.level.rank > referenced.level.rank else Change.downgrade
 
 
+def worded_level(draft: AlertDraft, referenced: AlertDraft | None) -> Level:
+    """The level a message names: a cancel lifts the referenced warning at the level it had."""
+    if change_of(draft, referenced) is Change.cancel and referenced is not None and referenced.event is draft.event:
+        return referenced.level
+    return draft.level
+
+
 def templates_dir(settings: Settings) -> Path:
     """Where the catalogue and layouts are read from (a deployment may keep its own wording)."""
     return settings.templates_dir or TEMPLATES_DIR
@@ -184,7 +191,7 @@ def _message_values(
     entry = catalogue.entry(draft.event)
     change = change_of(draft, referenced)
     same_event = referenced is not None and referenced.event is draft.event
-    level = referenced.level if change is Change.cancel and referenced is not None and same_event else draft.level
+    level = worded_level(draft, referenced)
     problems = catalogue.wording_problems(draft.event, language, level)
     wording = entry.wording(language)
     if problems or wording is None:
@@ -292,4 +299,5 @@ __all__ = [
     "render",
     "stand_in_token",
     "with_link",
+    "worded_level",
 ]

@@ -20,7 +20,7 @@ from rich.table import Table
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import generate, store_population
 from broadcast import alerts
-from broadcast.compose import render
+from broadcast.compose import confirmation_link, render, stand_in_token, with_link
 from broadcast.context import Context
 from broadcast.deliver import area_facts, load_alert_async
 from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
@@ -139,8 +139,9 @@ async def _show_message(ctx: Context, client: Any, alert: Alert, console: Consol
     if committee is None:
         return
     facts = (await area_facts(client, ctx.keys, [committee], ctx.settings.hotline))[committee]
+    link = confirmation_link(ctx.settings, stand_in_token(alert.id, 0))
     for language in alert.languages:
-        sms = render(alert, language, ChannelKind.sms, facts, ctx.settings)
+        sms = with_link(render(alert, language, ChannelKind.sms, facts, ctx.settings), link)
         console.print(f"[dim]{facts.community}, {language.value}, {sms.parts} SMS part(s):[/] {sms.text}")
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from audiences.areas import AreaLevel, AreaTree
 from broadcast import alerts
-from broadcast.compose import AreaFacts, Change, change_of, draft_problems, level_problem, render_problems
+from broadcast.compose import AreaFacts, change_of, draft_problems, level_problem, render_problems, worded_level
 from broadcast.context import Context
 from broadcast.deliver import area_facts
 from broadcast.models import AlertDraft, ChannelKind
@@ -61,14 +61,13 @@ def preview(
             if rendered is None or problems:
                 raise alerts.AlertError("; ".join(problems), status=422, field="params")
             messages.setdefault(channel.value, {})[language.value] = rendered_json(channel, rendered)
-    change = change_of(draft, referenced)
-    shown_level = referenced.level if change is Change.cancel and referenced is not None else draft.level
+    level = worded_level(draft, referenced)
     return {
         "event": draft.event.value,
-        "level": shown_level.value,
-        "severity": shown_level.cap_severity,
+        "level": level.value,
+        "severity": level.cap_severity,
         "msg_type": draft.msg_type.value,
-        "change": change.value,
+        "change": change_of(draft, referenced).value,
         "exercise": draft.exercise,
         "area": asdict(area),
         "messages": messages,

@@ -64,36 +64,37 @@ def wrap(paragraph: str, columns: int) -> list[str]:
     """The lines of one paragraph on a screen ``columns`` full-width characters wide."""
     capacity = columns * 2
     lines: list[str] = []
-    line: list[str] = []
+    line: list[tuple[str, int]] = []  # (piece, its width in half columns)
+    used = 0
 
-    def width() -> int:
-        return sum(half_columns(t) for t in line)
-
-    def break_before(token: str) -> None:
-        nonlocal line
-        carry: list[str] = []
-        if token[0] in NO_LINE_START and len(line) > 1 and not line[-1].isspace():
+    def start_new_line(piece: str, width: int) -> None:
+        nonlocal line, used
+        carry: list[tuple[str, int]] = []
+        if piece[0] in NO_LINE_START and len(line) > 1 and not line[-1][0].isspace():
             carry.append(line.pop())
-        while len(line) > 1 and line[-1][-1] in NO_LINE_END:
+        while len(line) > 1 and line[-1][0][-1] in NO_LINE_END:
             carry.insert(0, line.pop())
-        if half_columns("".join(carry)) + half_columns(token) > capacity:
+        if sum(w for _, w in carry) + width > capacity:
             line += carry  # the mark cannot move without overflowing: leave the line as it was
             carry = []
-        lines.append("".join(line).rstrip())
-        line = carry
+        lines.append("".join(text for text, _ in line).rstrip())
+        line, used = carry, sum(w for _, w in carry)
 
     for token in _tokens(paragraph):
         if token == " ":
-            if line and width() < capacity:
-                line.append(token)
+            if line and used < capacity:
+                line.append((token, 1))
+                used += 1
             continue
-        pieces = [token] if half_columns(token) <= capacity else clusters(token)
-        for piece in pieces:
-            if line and width() + half_columns(piece) > capacity:
-                break_before(piece)
-            line.append(piece)
+        width = half_columns(token)
+        pieces = [(token, width)] if width <= capacity else [(c, half_columns(c)) for c in clusters(token)]
+        for piece, piece_width in pieces:
+            if line and used + piece_width > capacity:
+                start_new_line(piece, piece_width)
+            line.append((piece, piece_width))
+            used += piece_width
     if line:
-        lines.append("".join(line).rstrip())
+        lines.append("".join(text for text, _ in line).rstrip())
     return [text for text in lines if text]
 
 
