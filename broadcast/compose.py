@@ -143,7 +143,8 @@ def with_link(rendered: Rendered, url: str) -> Rendered:
     base = placeholder[:-LINK_TOKEN_LENGTH]
     if not (url.startswith(base) and _TOKEN.match(url[len(base) :])):
         raise ValueError(f"{url!r} is not a confirmation link of the form {base}<{LINK_TOKEN_LENGTH} characters>")
-    return replace(rendered, text=rendered.text.replace(placeholder, url, 1))
+    head, _, tail = rendered.text.rpartition(placeholder)  # the link ends the message: take the last one
+    return replace(rendered, text=head + url + tail)
 
 
 def render(
@@ -172,7 +173,8 @@ def render(
         return shapes.voice(paragraphs, language)
     if channel is ChannelKind.push:
         data = {"event": draft.event.value, "level": values["level"], "exercise": draft.exercise}
-        return shapes.push(paragraphs, {**data, "msg_type": draft.msg_type.value})
+        data["msg_type"] = draft.msg_type.value
+        return shapes.push(paragraphs, data)
     return shapes.screen(paragraphs, values["level"])
 
 

@@ -135,7 +135,8 @@ async def _watch(ctx: Context, client: Any, alert_id: str, services: Any, consol
 
 async def _show_message(ctx: Context, client: Any, alert: Alert, console: Console) -> None:
     """What the first committee's residents read, from the catalogue, with its SMS cost."""
-    committee = await asyncio.to_thread(first_committee, ctx, alert)
+    tree = await asyncio.to_thread(AreaTree.load, ctx.redis, ctx.keys)
+    committee = first_committee(tree, alert.target.areas[0])
     if committee is None:
         return
     facts = (await area_facts(client, ctx.keys, [committee], ctx.settings.hotline))[committee]

@@ -75,16 +75,8 @@ def preview(
     }
 
 
-def first_committee(ctx: Context, draft: AlertDraft) -> str | None:
-    """Check the target and reference as issuing would; the first committee the target covers."""
-    tree = AreaTree.load(ctx.redis, ctx.keys)
-    unknown = tree.unknown([*draft.target.areas, *draft.target.exclude])
-    if unknown:
-        raise alerts.AlertError(f"unknown area code(s): {', '.join(unknown)}", status=422, field="target.areas")
-    problem = level_problem(draft, ctx.settings)
-    if problem:
-        raise alerts.AlertError(problem, status=422, field="level")
-    code = draft.target.areas[0]
+def first_committee(tree: AreaTree, code: str) -> str | None:
+    """The committee whose facts a preview shows: the first under ``code``, or the one containing it."""
     area = tree.get(code)
     if area.level in (AreaLevel.grid, AreaLevel.building):
         committee = tree.at_level(code, AreaLevel.community)
@@ -92,11 +84,23 @@ def first_committee(ctx: Context, draft: AlertDraft) -> str | None:
     return next((a.code for a in tree.descendants(code, AreaLevel.community)), None)
 
 
+def _checked_committee(ctx: Context, draft: AlertDraft) -> str | None:
+    """Check the target and level as issuing would; the committee whose facts to show."""
+    tree = AreaTree.load(ctx.redis, ctx.keys)
+    unknown = tree.unknown([*draft.target.areas, *draft.target.exclude])
+    if unknown:
+        raise alerts.AlertError(f"unknown area code(s): {', '.join(unknown)}", status=422, field="target.areas")
+    problem = level_problem(draft, ctx.settings)
+    if problem:
+        raise alerts.AlertError(problem, status=422, field="level")
+    return first_committee(tree, draft.target.areas[0])
+
+
 async def preview_alert(request: web.Request) -> web.Response:
     """POST /api/v1/alerts/preview: the officer's draft, rendered for every channel and language."""
     ctx = request.app[CTX]
     draft: AlertDraft = await read_model(request, AlertDraft)
-    committee = await asyncio.to_thread(first_committee, ctx, draft)
+    committee = await asyncio.to_thread(_checked_committee, ctx, draft)
     referenced = await asyncio.to_thread(alerts.referenced_alert, ctx, draft)
     facts = AreaFacts(hotline=ctx.settings.hotline)
     if committee:
