@@ -69,19 +69,35 @@ def check_draft(ctx: Context, draft: AlertDraft, tree: AreaTree | None = None) -
     unknown = tree.unknown([*draft.target.areas, *draft.target.exclude])
     if unknown:
         raise AlertError(f"unknown area code(s): {', '.join(unknown)}", status=422, field="target.areas")
-    from broadcast.compose import check_templates
+    from broadcast.compose import check_templates, level_problem
     from channels import check_configured
 
     problems = check_configured(ctx.settings, draft.channels)
     if problems:
         raise AlertError("; ".join(problems), status=422, field="channels")
-    problems = check_templates(draft, ctx.settings)
+    problem = level_problem(draft, ctx.settings)
+    if problem:
+        raise AlertError(problem, status=422, field="level")
+    ref = referenced_alert(ctx, draft)
+    problems = check_templates(draft, ctx.settings, referenced=ref)
     if problems:
         raise AlertError("; ".join(problems), status=422, field="params")
-    if draft.references:
-        ref = load_alert(ctx.redis, ctx.keys, draft.references)
-        if ref is None:
-            raise AlertError(f"alert {draft.references} does not exist", status=422, field="references")
+
+
+def referenced_alert(ctx: Context, draft: AlertDraft) -> Alert | None:
+    """The alert an update or cancel changes; a 422 naming it when it does not exist or is another event."""
+    if not draft.references:
+        return None
+    ref = load_alert(ctx.redis, ctx.keys, draft.references)
+    if ref is None:
+        raise AlertError(f"alert {draft.references} does not exist", status=422, field="references")
+    if ref.event is not draft.event:
+        raise AlertError(
+            f"alert {ref.id} is a {ref.event.value} warning; its {draft.msg_type.value} must be {ref.event.value} too",
+            status=422,
+            field="event",
+        )
+    return ref
 
 
 def compose(ctx: Context, draft: AlertDraft, *, origin: str = "cli", tree: AreaTree | None = None) -> Alert:

@@ -26,7 +26,7 @@ class UsageError(Exception):
 
 
 # Modules that add subcommands: each has register(subparsers) setting handler(ctx, args) -> int.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["broadcast.templates_cli"]
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -255,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_redis_stop(settings)
     handler: Callable[[Context, argparse.Namespace], int] = args.handler
     try:
-        ctx = open_context(settings)
+        # Commands that only read files (templates) get a context that never connects.
+        ctx = open_context(settings) if getattr(args, "needs_redis", True) else Context(settings, redis_url="")
     except EmbeddedRedisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

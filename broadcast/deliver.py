@@ -19,7 +19,7 @@ import redis.asyncio
 from rq import Retry
 
 from audiences.residents import Registry, Resident, load_residents
-from broadcast.compose import AreaFacts, Rendered, render
+from broadcast.compose import AreaFacts, Rendered, confirmation_link, render, stand_in_token, with_link
 from broadcast.context import FOLLOWUP_QUEUE, Context, current, level_queue
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys
 from broadcast.ledger import Ledger, RosterIndex, roster_index
@@ -83,6 +83,7 @@ async def area_facts(
             district=info.get(c[:6] + "000000", {}).get("name", ""),
             shelter=own.get("shelter", ""),
             hotline=own.get("hotline", hotline),
+            shelter_en=own.get("shelter_en", ""),
         )
     return facts
 
@@ -144,6 +145,8 @@ async def _deliver(
     by_ordinal = {o: residents.get(rid) for o, rid in zip(todo, rids, strict=True)}
     facts = await area_facts(client, keys, {index.community_of(o) for o in todo}, settings.hotline)
     validity = int((alert.expires_at - now).total_seconds())
+    # An update or cancel is worded from the alert it changes (升级 / 降级 / 解除).
+    referenced = await load_alert_async(client, keys, alert.references) if alert.references else None
 
     rendered: dict[tuple[str, str], Rendered] = {}
     messages: list[OutboundMessage] = []
@@ -158,8 +161,9 @@ async def _deliver(
         community = index.community_of(o)
         key = (language.value, community)
         if key not in rendered:
-            rendered[key] = render(alert, language, kind, facts[community], settings)
-        text = rendered[key]
+            rendered[key] = render(alert, language, kind, facts[community], settings, referenced=referenced)
+        # Stand-in token until signed confirmation tokens exist; the link keeps their length.
+        text = with_link(rendered[key], confirmation_link(settings, stand_in_token(alert_id, o)))
         extra = text.extra
         if kind is ChannelKind.push:
             # The app confirms with the alert's id and its signed key (see broadcast.app_api).

@@ -20,20 +20,25 @@ from rich.table import Table
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import generate, store_population
 from broadcast import alerts
+from broadcast.compose import confirmation_link, render, stand_in_token, with_link
 from broadcast.context import Context
-from broadcast.deliver import load_alert_async
-from broadcast.models import AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
+from broadcast.deliver import area_facts, load_alert_async
+from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
+from broadcast.preview import first_committee
 from broadcast.progress import alert_progress
 from broadcast.services import start_services
 from broadcast.worker import BackgroundWorker
 from channels.simulators.twilio import TwilioBehaviour
 
 DEMO_STREET = "310115005000"  # 浦东新区 陆家嘴街道
-DEMO_PARAMS = {
+DEMO_PARAMS = {  # the catalogue's typhoon parameters, in both languages the residents read
     "typhoon_number": "6",
     "typhoon_name": "烟花",
+    "typhoon_name_en": "In-fa",
     "eta": "今天夜间到明天上午",
     "eta_en": "tonight to tomorrow morning",
+    "landfall": "浙江舟山",
+    "landfall_en": "Zhoushan, Zhejiang",
     "wind_force": "10-12",
 }
 SETTLE_TIMEOUT_SECONDS = 180
@@ -77,6 +82,7 @@ async def _run(ctx: Context, area: str, once: bool, as_json: bool, seed: int, co
             f"[bold]Drill {alert.id}[/]: typhoon {alert.level.value} to {area}, "
             f"composed by {alert.composed_by}, approved by {alert.approved_by}; web app at {services.url}"
         )
+        await _show_message(ctx, client, alert, console)
         progress = await _watch(ctx, client, alert.id, services, console)
         summary = _summary(progress)
         if not as_json:
@@ -125,6 +131,19 @@ async def _watch(ctx: Context, client: Any, alert_id: str, services: Any, consol
                 console.print("[red]The drill did not settle in time; showing what arrived.[/]")
                 return progress
             await asyncio.sleep(0.25)
+
+
+async def _show_message(ctx: Context, client: Any, alert: Alert, console: Console) -> None:
+    """What the first committee's residents read, from the catalogue, with its SMS cost."""
+    tree = await asyncio.to_thread(AreaTree.load, ctx.redis, ctx.keys)
+    committee = first_committee(tree, alert.target.areas[0])
+    if committee is None:
+        return
+    facts = (await area_facts(client, ctx.keys, [committee], ctx.settings.hotline))[committee]
+    link = confirmation_link(ctx.settings, stand_in_token(alert.id, 0))
+    for language in alert.languages:
+        sms = with_link(render(alert, language, ChannelKind.sms, facts, ctx.settings), link)
+        console.print(f"[dim]{facts.community}, {language.value}, {sms.parts} SMS part(s):[/] {sms.text}")
 
 
 def _summary(progress: dict[str, Any]) -> dict[str, Any]:

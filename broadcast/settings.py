@@ -63,7 +63,11 @@ class Settings(BaseSettings):
 
     # Composition
     sms_signature: str = "【上海应急】"
+    sms_signature_en: str = "[Shanghai EMA]"
     hotline: str = "12345"
+    templates_dir: Path | None = None  # the catalogue and layouts; unset: the bundled templates/
+    # The short address of confirmation links (…/c/<token>); unset: public_url.
+    link_base: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.:/_-]+$")
 
     # Issuing
     approval_levels: list[Level] = [Level.orange, Level.red]
@@ -90,6 +94,11 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("link_base")
+    @classmethod
+    def _link_base_without_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
 
     @model_validator(mode="after")
     def _public_url_follows_port(self) -> Settings:

@@ -13,7 +13,14 @@ from broadcast.context import Context
 from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
 from broadcast.progress import alert_progress
 
-TYPHOON_PARAMS = {"typhoon_number": "6", "typhoon_name": "烟花", "eta": "今夜", "wind_force": "10"}
+TYPHOON_PARAMS = {
+    "typhoon_number": "6",
+    "typhoon_name": "烟花",
+    "typhoon_name_en": "In-fa",
+    "eta": "今夜",
+    "eta_en": "tonight",
+    "wind_force": "10",
+}
 
 
 def draft(areas: list[str], level: Level = Level.orange, **fields: Any) -> AlertDraft:
