@@ -16,8 +16,6 @@ time stay true when :func:`with_link` puts each recipient's link in.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -33,9 +31,9 @@ from broadcast.catalogue import CatalogueError, load_catalogue
 from broadcast.models import Alert, AlertDraft, ChannelKind, Language, Level, MessageType
 from broadcast.settings import Settings
 from broadcast.shapes import Rendered
+from broadcast.tokens import LINK_TOKEN_LENGTH
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-LINK_TOKEN_LENGTH = 12
 LINK_PATH = "/c/"
 _TOKEN = re.compile(rf"^[A-Za-z0-9_-]{{{LINK_TOKEN_LENGTH}}}$")
 _PLACEHOLDER_TOKEN = "#" * LINK_TOKEN_LENGTH  # GSM-7 like every token character: same cost
@@ -123,16 +121,6 @@ def confirmation_link(settings: Settings, token: str) -> str:
     if not _TOKEN.match(token):
         raise ValueError(f"a link token is {LINK_TOKEN_LENGTH} URL-safe characters, not {token!r}")
     return f"{link_base(settings)}{LINK_PATH}{token}"
-
-
-def stand_in_token(alert_id: str, ordinal: int) -> str:
-    """A token of the real shape for one recipient, until signed confirmation tokens exist.
-
-    It is derived from (alert, ordinal) and proves nothing: it only keeps the link's length,
-    and so the SMS cost, what the signed token will have.
-    """
-    digest = hashlib.blake2b(f"{alert_id}:{ordinal}".encode(), digest_size=LINK_TOKEN_LENGTH * 3 // 4).digest()
-    return base64.urlsafe_b64encode(digest).decode()
 
 
 def with_link(rendered: Rendered, url: str) -> Rendered:
@@ -299,7 +287,6 @@ __all__ = [
     "check_templates",
     "confirmation_link",
     "render",
-    "stand_in_token",
     "with_link",
     "worded_level",
 ]

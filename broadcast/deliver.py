@@ -19,7 +19,7 @@ import redis.asyncio
 from rq import Retry
 
 from audiences.residents import Registry, Resident, load_residents
-from broadcast.compose import AreaFacts, Rendered, confirmation_link, render, stand_in_token, with_link
+from broadcast.compose import AreaFacts, Rendered, confirmation_link, render, with_link
 from broadcast.context import FOLLOWUP_QUEUE, Context, current, level_queue
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys
 from broadcast.ledger import Ledger, RosterIndex, roster_index
@@ -27,7 +27,7 @@ from broadcast.models import Alert, AlertStatus, ChannelKind, EventKind
 from broadcast.plan import NO_CHANNEL, expand, to_ranges
 from broadcast.ratelimit import SharedRateLimit
 from broadcast.settings import Settings
-from broadcast.tokens import app_ack_token
+from broadcast.tokens import app_ack_token, link_token
 from channels import available, channel_class
 from channels.base import UNREGISTERED, Channel, Limiter, NoLimit, OutboundMessage, Outcome, SendResult, Sent
 
@@ -162,8 +162,7 @@ async def _deliver(
         key = (language.value, community)
         if key not in rendered:
             rendered[key] = render(alert, language, kind, facts[community], settings, referenced=referenced)
-        # Stand-in token until signed confirmation tokens exist; the link keeps their length.
-        text = with_link(rendered[key], confirmation_link(settings, stand_in_token(alert_id, o)))
+        text = with_link(rendered[key], confirmation_link(settings, link_token(ctx.secret, alert_id, o)))
         extra = text.extra
         if kind is ChannelKind.push:
             # The app confirms with the alert's id and its signed key (see broadcast.app_api).

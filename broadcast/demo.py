@@ -20,13 +20,14 @@ from rich.table import Table
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import generate, store_population
 from broadcast import alerts
-from broadcast.compose import confirmation_link, render, stand_in_token, with_link
+from broadcast.compose import confirmation_link, render, with_link
 from broadcast.context import Context
 from broadcast.deliver import area_facts, load_alert_async
 from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
 from broadcast.preview import first_committee
 from broadcast.progress import alert_progress
 from broadcast.services import start_services
+from broadcast.tokens import link_token
 from broadcast.worker import BackgroundWorker
 from channels.simulators.twilio import TwilioBehaviour
 
@@ -140,7 +141,7 @@ async def _show_message(ctx: Context, client: Any, alert: Alert, console: Consol
     if committee is None:
         return
     facts = (await area_facts(client, ctx.keys, [committee], ctx.settings.hotline))[committee]
-    link = confirmation_link(ctx.settings, stand_in_token(alert.id, 0))
+    link = confirmation_link(ctx.settings, link_token(ctx.secret, alert.id, 0))
     for language in alert.languages:
         sms = with_link(render(alert, language, ChannelKind.sms, facts, ctx.settings), link)
         console.print(f"[dim]{facts.community}, {language.value}, {sms.parts} SMS part(s):[/] {sms.text}")

@@ -29,3 +29,48 @@ def app_ack_token(secret: bytes, alert_id: str) -> str:
 
 def verify_app_ack(secret: bytes, alert_id: str, token: str) -> bool:
     return same(app_ack_token(secret, alert_id), token)
+
+
+# A resident's confirmation link names (alert, ordinal) and carries 40 bits of MAC: 12 bytes,
+# 16 URL-safe characters. Alert ids must fit 24 bits and ordinals 32.
+_LINK_MAC_BYTES = 5
+LINK_TOKEN_LENGTH = 16
+
+
+def link_token(secret: bytes, alert_id: str, ordinal: int) -> str:
+    """The token of one recipient's confirmation link."""
+    number = int(alert_id)
+    if not (0 <= number < 1 << 24 and 0 <= ordinal < 1 << 32):
+        raise ValueError(f"alert {alert_id} / ordinal {ordinal} do not fit a link token")
+    body = number.to_bytes(3, "big") + ordinal.to_bytes(4, "big")
+    tag = hmac.new(secret, b"link\x1f" + body, hashlib.sha256).digest()[:_LINK_MAC_BYTES]
+    return base64.urlsafe_b64encode(body + tag).decode()
+
+
+def read_link_token(secret: bytes, token: str) -> tuple[str, int] | None:
+    """The (alert, ordinal) a link token names, or None if it was not made with this secret."""
+    if len(token) != LINK_TOKEN_LENGTH:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token.encode())
+    except ValueError:
+        return None
+    body, tag = raw[:7], raw[7:]
+    expected = hmac.new(secret, b"link\x1f" + body, hashlib.sha256).digest()[:_LINK_MAC_BYTES]
+    if len(raw) != 12 or not hmac.compare_digest(tag, expected):
+        return None
+    return str(int.from_bytes(body[:3], "big")), int.from_bytes(body[3:], "big")
+
+
+def volunteer_token(secret: bytes, volunteer_id: str, alert_id: str) -> str:
+    """The token of a volunteer's work-list link for one alert."""
+    return f"{alert_id}.{volunteer_id}.{mac(secret, 'volunteer', alert_id, volunteer_id)}"
+
+
+def read_volunteer_token(secret: bytes, token: str) -> tuple[str, str] | None:
+    """(alert, volunteer) named by a work-list token, or None if it is forged."""
+    alert_id, _, rest = token.partition(".")
+    volunteer_id, _, tag = rest.rpartition(".")
+    if not (alert_id.isdigit() and volunteer_id and tag):
+        return None
+    return (alert_id, volunteer_id) if same(mac(secret, "volunteer", alert_id, volunteer_id), tag) else None

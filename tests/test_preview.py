@@ -15,6 +15,7 @@ from broadcast.cli import main
 from broadcast.context import QUEUE_ORDER, Context
 from broadcast.models import EventType, Language, Level, MessageType
 from broadcast.segments import sms_cost
+from broadcast.tokens import LINK_TOKEN_LENGTH, read_link_token
 from broadcast.worker import drain
 from tests.conftest import STREET, Stack
 from tests.helpers import issue, request_json
@@ -93,9 +94,11 @@ def test_residents_get_the_upgrade_wording_and_their_own_links(
             assert "上海中心气象台将台风橙色预警升级为红色预警：" in message.body
         else:
             assert "Typhoon warning raised to RED:" in message.body
-    links = [re.search(rf"{re.escape(ctx.settings.public_url)}/c/([A-Za-z0-9_-]{{12}})$", m.body) for m in upgrades]
+    pattern = rf"{re.escape(ctx.settings.public_url)}/c/([A-Za-z0-9_-]{{{LINK_TOKEN_LENGTH}}})$"
+    links = [re.search(pattern, m.body) for m in upgrades]
     assert all(links), "each SMS ends with its confirmation link"
-    assert len({link.group(1) for link in links if link}) == len(upgrades), "one link per recipient"
+    named = {read_link_token(ctx.secret, link.group(1)) for link in links if link}
+    assert len(named) == len(upgrades) and {alert for alert, _ in named} == {red.id}, "one link per recipient"
     assert red.references == orange.id
 
 
