@@ -1,0 +1,253 @@
+"""Writing registry entries: records, the external-id and phone indexes, and each committee's members index.
+
+Two ways in, one layout. ``upsert`` rebuilds every touched committee's members index from the
+records (what imports need: any committee may already hold people). ``bulk_load`` packs the
+members index straight from the entries it is given whenever the committee had no members before,
+which is what makes seeding a million people a matter of seconds; a committee that already had
+members still goes through the rebuild, so both ways store the same registry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from audiences.residents import (
+    KEY_UNIT_CONTACT,
+    MEMBER,
+    VOLUNTEER,
+    Resident,
+    Role,
+    decode_record,
+    phone_rids,
+    unpack_members,
+)
+from broadcast.keys import Keys, as_bytes, as_text
+
+_PIPELINE_COMMANDS = 5000  # commands sent per round trip when writing in bulk
+
+
+class _Pipe:
+    """A non-transactional pipeline that sends itself every few thousand commands."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pipe = client.pipeline(transaction=False)
+        self.queued = 0
+        self.replies: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        command = getattr(self.pipe, name)
+
+        def queue(*args: Any, **kwargs: Any) -> None:
+            command(*args, **kwargs)
+            self.queued += 1
+            if self.queued >= _PIPELINE_COMMANDS:
+                self.flush()
+
+        return queue
+
+    def flush(self) -> list[Any]:
+        if self.queued:
+            self.replies += self.pipe.execute()
+            self.queued = 0
+        return self.replies
+
+
+@contextmanager
+def bulk_pipeline(client: redis.Redis) -> Iterator[Any]:
+    """Queue any number of commands; they go out in chunks, and the rest when the block ends."""
+    pipe = _Pipe(client)
+    yield pipe
+    pipe.flush()
+
+
+def census_of(profiles: Iterable[int]) -> dict[str, int]:
+    """How many residents, key-unit contacts and volunteers a committee's profiles hold."""
+    counts = Counter(
+        "volunteers" if p & VOLUNTEER else "key_unit_contacts" if p & KEY_UNIT_CONTACT else "residents"
+        for p in profiles
+    )
+    return {k: counts.get(k, 0) for k in ("residents", "key_unit_contacts", "volunteers")}
+
+
+class Registry:
+    """Writes registry entries and keeps each committee's members index in roster order."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    # Reading
+    def rids_of(self, external_ids: Sequence[str]) -> dict[str, int | None]:
+        """Each external id's rid, or None for ids not in the registry."""
+        with bulk_pipeline(self.client) as pipe:
+            for ext in external_ids:
+                pipe.hget(self.keys.resident_by_external(ext), ext)
+        raw = pipe.replies
+        return {ext: int(r) if r is not None else None for ext, r in zip(external_ids, raw, strict=True)}
+
+    def load(self, rids: Iterable[int]) -> dict[int, Resident]:
+        """Entries by rid; ids without a record are left out."""
+        rids = list(rids)
+        with bulk_pipeline(self.client) as pipe:
+            for rid in rids:
+                pipe.hget(self.keys.resident_bucket(rid), str(rid))
+        return {rid: decode_record(r) for rid, r in zip(rids, pipe.replies, strict=True) if r is not None}
+
+    def by_external_id(self, external_ids: Sequence[str]) -> dict[str, Resident]:
+        """Entries by external id; unknown ids are left out."""
+        rids = {ext: rid for ext, rid in self.rids_of(external_ids).items() if rid is not None}
+        records = self.load(rids.values())
+        return {ext: records[rid] for ext, rid in rids.items() if rid in records}
+
+    def members(self, community: str) -> list[tuple[int, int, int]]:
+        """(rid, place number, profile) of a committee, in roster order."""
+        return unpack_members(as_bytes(self.client.get(self.keys.members(community)) or b""))
+
+    # Writing
+    def upsert(self, entries: Sequence[Resident]) -> dict[str, int]:
+        """Insert or update entries by external id, rebuilding the touched committees from records."""
+        return self._store(entries, direct=False)
+
+    def bulk_load(self, entries: Sequence[Resident]) -> dict[str, int]:
+        """Insert or update entries by external id; committees new to the registry are packed directly."""
+        return self._store(entries, direct=True)
+
+    def _store(self, entries: Sequence[Resident], *, direct: bool) -> dict[str, int]:
+        if len({e.external_id for e in entries}) != len(entries):
+            raise ValueError("an external id appears twice in one write")
+        existing = self.rids_of([e.external_id for e in entries])
+        created = sum(1 for rid in existing.values() if rid is None)
+        first = int(self.client.incrby(self.keys.resident_next, created)) - created + 1 if created else 0
+        new_ids = iter(range(first, first + created))
+        rids = [existing[e.external_id] or next(new_ids) for e in entries]
+        old = self.load(rid for rid in existing.values() if rid is not None)
+        self._write_records(entries, rids, old)
+
+        touched = {e.community for e in entries} | {o.community for o in old.values()}
+        packed_directly: set[str] = set()
+        if direct:
+            moved_out = {o.community for o in old.values()}
+            with self.client.pipeline(transaction=False) as pipe:
+                for community in sorted(touched):
+                    pipe.exists(self.keys.members(community))
+                had_members = dict(zip(sorted(touched), pipe.execute(), strict=True))
+            fresh = {c for c in touched if not had_members[c] and c not in moved_out}
+            by_community: dict[str, list[tuple[int, Resident]]] = {}
+            for rid, entry in zip(rids, entries, strict=True):
+                if entry.community in fresh:
+                    by_community.setdefault(entry.community, []).append((rid, entry))
+            with bulk_pipeline(self.client) as pipe:
+                for community, members in by_community.items():
+                    self._write_members(pipe, community, members)
+            packed_directly = set(by_community)
+        joining: dict[str, set[int]] = {}
+        for rid, entry in zip(rids, entries, strict=True):
+            joining.setdefault(entry.community, set()).add(rid)
+        self.rebuild_members(touched - packed_directly, joining)
+        return {"created": created, "updated": len(entries) - created}
+
+    def _write_records(self, entries: Sequence[Resident], rids: Sequence[int], old: dict[int, Resident]) -> None:
+        """Records, external ids and phones; a phone that several entries share lists all their rids."""
+        k = self.keys
+        adds: dict[str, list[int]] = {}
+        drops: dict[str, list[int]] = {}
+        for rid, entry in zip(rids, entries, strict=True):
+            before = old.get(rid)
+            if before is not None and before.phone and before.phone != entry.phone:
+                drops.setdefault(before.phone, []).append(rid)
+            if entry.phone and (before is None or before.phone != entry.phone):
+                adds.setdefault(entry.phone, []).append(rid)
+        phones = sorted(set(adds) | set(drops))
+        with bulk_pipeline(self.client) as pipe:
+            for phone in phones:
+                pipe.hget(k.resident_by_phone(phone), phone)
+        current = dict(zip(phones, pipe.replies, strict=True))
+        by_bucket: dict[str, dict[str, str]] = {}
+        by_external: dict[str, dict[str, int]] = {}
+        for rid, entry in zip(rids, entries, strict=True):
+            by_bucket.setdefault(k.resident_bucket(rid), {})[str(rid)] = entry.to_record()
+            by_external.setdefault(k.resident_by_external(entry.external_id), {})[entry.external_id] = rid
+        with bulk_pipeline(self.client) as pipe:
+            for key, mapping in by_bucket.items():
+                pipe.hset(key, mapping=mapping)
+            for key, ext_mapping in by_external.items():
+                pipe.hset(key, mapping=ext_mapping)
+            for phone in phones:
+                listed = [r for r in phone_rids(current[phone]) if r not in drops.get(phone, [])]
+                listed += [r for r in adds.get(phone, []) if r not in listed]
+                if listed:
+                    pipe.hset(k.resident_by_phone(phone), phone, " ".join(map(str, listed)))
+                else:
+                    pipe.hdel(k.resident_by_phone(phone), phone)
+
+    def _write_members(self, pipe: Any, community: str, members: list[tuple[int, Resident]]) -> None:
+        """Pack a committee's members index (and its places and census) from its entries."""
+        k = self.keys
+        if not members:
+            pipe.delete(k.members(community), k.places(community))
+            pipe.srem(k.communities, community)
+            pipe.hdel(k.community_counts, community)
+            return
+        ordered = sorted(members, key=lambda m: m[1].sort_key(m[0]))
+        places = sorted({e.place for _, e in ordered})
+        number = {p: i for i, p in enumerate(places)}
+        profiles = [e.profile() for _, e in ordered]
+        packed = b"".join(
+            MEMBER.pack(rid, number[e.place], profile) for (rid, e), profile in zip(ordered, profiles, strict=True)
+        )
+        pipe.set(k.members(community), packed)
+        pipe.set(k.places(community), json.dumps(places))
+        pipe.sadd(k.communities, community)
+        pipe.hset(k.community_counts, community, json.dumps(census_of(profiles)))
+
+    def rebuild_members(self, communities: Iterable[str], joining: dict[str, set[int]] | None = None) -> None:
+        """Recompute each committee's members index from its entries' current records.
+
+        ``joining`` names entries just written into a committee; entries whose record now names
+        another committee, or that were deleted, drop out.
+        """
+        for community in sorted(set(communities)):
+            candidates = {rid for rid, _, _ in self.members(community)} | (joining or {}).get(community, set())
+            records = self.load(candidates)
+            inside = [(rid, e) for rid, e in records.items() if e.community == community]
+            with self.client.pipeline(transaction=True) as pipe:
+                self._write_members(pipe, community, inside)
+                pipe.execute()
+
+    def remove(self, external_ids: Sequence[str]) -> int:
+        """Delete entries by external id (and from every custom group); returns how many existed."""
+        k = self.keys
+        rids = [rid for rid in self.rids_of(external_ids).values() if rid is not None]
+        records = self.load(rids)
+        phones = sorted({e.phone for e in records.values() if e.phone})
+        with bulk_pipeline(self.client) as pipe:
+            for phone in phones:
+                pipe.hget(k.resident_by_phone(phone), phone)
+        current = dict(zip(phones, pipe.replies, strict=True))
+        groups = [as_text(g) for g in self.client.hkeys(k.groups)]
+        with bulk_pipeline(self.client) as pipe:
+            for rid, entry in records.items():
+                pipe.hdel(k.resident_bucket(rid), str(rid))
+                pipe.hdel(k.resident_by_external(entry.external_id), entry.external_id)
+            for phone in phones:
+                listed = [r for r in phone_rids(current[phone]) if r not in records]
+                if listed:
+                    pipe.hset(k.resident_by_phone(phone), phone, " ".join(map(str, listed)))
+                else:
+                    pipe.hdel(k.resident_by_phone(phone), phone)
+            for name in groups:
+                if records:
+                    pipe.srem(k.group(name), *records)
+        self.rebuild_members({e.community for e in records.values()})
+        return len(records)
+
+    def residents_of(self, community: str) -> dict[str, Resident]:
+        """The committee's residents (not key-unit contacts or volunteers), by external id."""
+        rids = [rid for rid, _, profile in self.members(community) if not profile & (KEY_UNIT_CONTACT | VOLUNTEER)]
+        return {e.external_id: e for e in self.load(rids).values() if e.role is Role.resident}
