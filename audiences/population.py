@@ -250,31 +250,34 @@ def store_population(
 ) -> dict[str, int]:
     """Write a generated population to the registry through the bulk path (upsert by external id).
 
-    Accepts one population or a stream of them (``committees``), written ``chunk`` entries at a time.
+    Accepts one population or a stream of them (``committees``), written ``chunk`` people at a time.
     """
     registry = Registry(client, keys)
+    # Into an empty registry every generated person is new: generated ids and phones never repeat.
+    new = not client.exists(keys.resident_next)
     totals = {"created": 0, "updated": 0, "residents": 0, "volunteers": 0, "key_units": 0, "areas": 0}
-    pending = Population()
-
-    def flush() -> None:
-        store_areas(client, keys, pending.areas)
-        result = registry.bulk_load(pending.entries())
-        store_volunteers(client, keys, pending.volunteers, register=False)
-        store_key_units(client, keys, pending.key_units, register=False)
+    for part in _chunks([population] if isinstance(population, Population) else population, chunk):
+        store_areas(client, keys, part.areas)
+        result = registry.bulk_load(part.entries(), new=new)
+        store_volunteers(client, keys, part.volunteers, register=False)
+        store_key_units(client, keys, part.key_units, register=False)
         for name, value in (
             *result.items(),
-            ("residents", len(pending.residents)),
-            ("volunteers", len(pending.volunteers)),
-            ("key_units", len(pending.key_units)),
-            ("areas", len(pending.areas)),
+            ("residents", len(part.residents)),
+            ("volunteers", len(part.volunteers)),
+            ("key_units", len(part.key_units)),
+            ("areas", len(part.areas)),
         ):
             totals[name] += value
+    return totals
 
-    for part in [population] if isinstance(population, Population) else population:
+
+def _chunks(parts: Iterable[Population], size: int) -> Iterator[Population]:
+    pending = Population()
+    for part in parts:
         pending.extend(part)
-        if len(pending.residents) >= chunk:
-            flush()
+        if len(pending.residents) >= size:
+            yield pending
             pending = Population()
     if pending.residents or pending.areas:
-        flush()
-    return totals
+        yield pending

