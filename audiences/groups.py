@@ -80,8 +80,10 @@ def store_custom_group(client: redis.Redis, keys: Keys, group: CustomGroup, rids
     return stored
 
 
-def all_group_names(client: redis.Redis, keys: Keys) -> list[str]:
-    return [*DERIVED_GROUPS, *sorted(custom_groups(client, keys))]
+def unknown_groups(client: redis.Redis, keys: Keys, groups: Sequence[str]) -> list[str]:
+    """The names that are neither derived nor custom groups."""
+    custom = custom_groups(client, keys) if any(g not in DERIVED_GROUPS for g in groups) else {}
+    return [g for g in groups if g not in DERIVED_GROUPS and g not in custom]
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,9 @@ def audience(
     Unknown group names are a TargetError naming them; a custom group's members are loaded here,
     once, so the selection pass does no Redis round trip per member.
     """
-    known_custom = custom_groups(client, keys) if any(g not in DERIVED_GROUPS for g in groups) else {}
-    unknown = [g for g in groups if g not in DERIVED_GROUPS and g not in known_custom]
+    unknown = unknown_groups(client, keys, groups)
     if unknown:
-        known = ", ".join([*DERIVED_GROUPS, *sorted(known_custom)])
+        known = ", ".join([*DERIVED_GROUPS, *sorted(custom_groups(client, keys))])
         raise TargetError(f"unknown group(s): {', '.join(unknown)}; known: {known}", "target.groups")
     mask = 0
     custom: set[int] = set()

@@ -69,6 +69,11 @@ def check_draft(ctx: Context, draft: AlertDraft, tree: AreaTree | None = None) -
     unknown = tree.unknown([*draft.target.areas, *draft.target.exclude])
     if unknown:
         raise AlertError(f"unknown area code(s): {', '.join(unknown)}", status=422, field="target.areas")
+    from audiences.groups import unknown_groups
+
+    unknown = unknown_groups(ctx.redis, ctx.keys, draft.target.groups)
+    if unknown:
+        raise AlertError(f"unknown group(s): {', '.join(unknown)}", status=422, field="target.groups")
     from broadcast.compose import check_templates
     from channels import check_configured
 
