@@ -37,12 +37,11 @@ class CommunitySelection:
 
 def resolve(tree: AreaTree, target: Target) -> list[CommunitySelection]:
     """The committees a target reaches, in roster (code) order, each with its building filter."""
-    unknown = tree.unknown(target.areas)
-    if unknown:
-        raise TargetError(f"unknown area code(s): {', '.join(unknown)}", "target.areas")
-    unknown = tree.unknown(target.exclude)
-    if unknown:
-        raise TargetError(f"unknown area code(s) to exclude: {', '.join(unknown)}", "target.exclude")
+    unknown, unknown_excluded = tree.unknown(target.areas), tree.unknown(target.exclude)
+    if unknown or unknown_excluded:
+        named = [f"unknown area code(s): {', '.join(unknown)}"] if unknown else []
+        named += [f"unknown area code(s) to exclude: {', '.join(unknown_excluded)}"] if unknown_excluded else []
+        raise TargetError("; ".join(named), "target.areas" if unknown else "target.exclude")
     community_rank = LEVEL_ORDER.index(AreaLevel.community)
     selections: dict[str, CommunitySelection] = {}
     whole: set[str] = set()
