@@ -1,0 +1,125 @@
+"""The registry: what is stored for each person, and the bulk path that seeds a million of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from audiences.areas import AreaTree, read_divisions, store_areas
+from audiences.census import community_census
+from audiences.key_units import store_key_units
+from audiences.population import Population, generate, store_population
+from audiences.registry import Registry
+from audiences.residents import Resident, decode_record, encode_record, phone_rids
+from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers
+from broadcast.keys import Keys
+from tests.conftest import STREET
+
+COMMUNITY = "310115005001"
+
+
+def dump(client: redis.Redis, ns: str) -> dict[str, Any]:
+    """Every key of a namespace with its value, the namespace left out, so two registries compare."""
+    out: dict[str, Any] = {}
+    for raw in client.scan_iter(match=f"{ns}:*", count=1000):
+        key = raw.decode()
+        kind = client.type(key).decode()
+        read: Any = {"string": client.get, "hash": client.hgetall, "set": client.smembers}[kind]
+        value = read(key)
+        out[key.removeprefix(ns)] = value
+    return out
+
+
+def test_generated_people_are_valid_and_their_records_round_trip(tree: AreaTree) -> None:
+    people = generate(tree, STREET, 600, seed=3, key_units=True)
+    entries = people.entries()
+    assert len(entries) > 600 and people.key_units and people.volunteers
+    for entry in entries:
+        assert Resident.model_validate(entry.model_dump()) == entry, entry.external_id
+        assert decode_record(encode_record(entry)) == entry, entry.external_id
+    assert len(encode_record(people.residents[0]).encode()) < 130, "records stay compact"
+    elderly = sum(r.elderly for r in people.residents) / len(people.residents)
+    assert 0.10 <= elderly <= 0.20, "10-20 % elderly"
+    assert all(not tree.get(r.community).placeholder for r in people.residents)
+
+
+def test_bulk_path_stores_the_same_registry_as_the_normal_path(ctx: Any, tree: AreaTree) -> None:
+    people = generate(tree, STREET, 600, seed=3, key_units=True)
+    bulk, normal = ctx.keys, Keys(ctx.keys.ns + "n")
+    store_areas(ctx.redis, normal, read_divisions())
+
+    assert store_population(ctx.redis, bulk, people)["created"] == len(people.entries())
+    store_areas(ctx.redis, normal, people.areas)
+    Registry(ctx.redis, normal).upsert(people.entries())
+    store_volunteers(ctx.redis, normal, people.volunteers, register=False)
+    store_key_units(ctx.redis, normal, people.key_units, register=False)
+
+    stored = dump(ctx.redis, bulk.ns)
+    assert stored == dump(ctx.redis, normal.ns)
+    assert any(key.startswith(":members:") for key in stored)
+
+    again = store_population(ctx.redis, bulk, people)
+    assert again["created"] == 0 and again["updated"] == len(people.entries())
+    assert dump(ctx.redis, bulk.ns) == {**stored, ":areas:version": b"3"}, "seeding twice changes nothing else"
+
+
+def test_a_shared_phone_reaches_every_entry_until_one_leaves(ctx: Any, population: Population) -> None:
+    registry = Registry(ctx.redis, ctx.keys)
+    first, second = population.residents[0], population.residents[1]
+    assert first.phone
+    registry.upsert([second.model_copy(update={"phone": first.phone})])
+    rids = registry.rids_of([first.external_id, second.external_id])
+    listed = phone_rids(ctx.redis.hget(ctx.keys.resident_by_phone(first.phone), first.phone))
+    assert sorted(listed) == sorted(rids.values())  # type: ignore[type-var]
+    assert second.phone and ctx.redis.hget(ctx.keys.resident_by_phone(second.phone), second.phone) is None
+
+    assert registry.remove([first.external_id]) == 1
+    assert phone_rids(ctx.redis.hget(ctx.keys.resident_by_phone(first.phone), first.phone)) == [
+        rids[second.external_id]
+    ]
+    assert registry.by_external_id([first.external_id]) == {}
+
+
+def test_moving_house_moves_the_entry_between_committees(ctx: Any, population: Population) -> None:
+    registry = Registry(ctx.redis, ctx.keys)
+    mover = next(r for r in population.residents if r.community == COMMUNITY)
+    there = next(r for r in population.residents if r.community != COMMUNITY)
+    rid = registry.rids_of([mover.external_id])[mover.external_id]
+    before = community_census(ctx.redis, ctx.keys, [COMMUNITY])[COMMUNITY]
+
+    registry.upsert(
+        [mover.model_copy(update={"community": there.community, "grid": there.grid, "building": there.building})]
+    )
+
+    assert rid not in {m[0] for m in registry.members(COMMUNITY)}
+    assert rid in {m[0] for m in registry.members(there.community)}
+    assert community_census(ctx.redis, ctx.keys, [COMMUNITY])[COMMUNITY]["residents"] == before["residents"] - 1
+
+
+@pytest.mark.parametrize(
+    ("grids", "buildings", "place"),
+    [
+        ([], [], COMMUNITY),
+        (["31011500500101"], [], "31011500500101"),
+        ([], ["31011500500101002"], "31011500500101002"),
+        ([], ["31011500500101002", "31011500500101003"], "31011500500101"),
+        (["31011500500101"], ["31011500500101002"], "31011500500101"),
+        (["31011500500101", "31011500500102"], [], COMMUNITY),
+    ],
+)
+def test_a_volunteer_sits_at_the_smallest_area_holding_what_they_cover(
+    grids: list[str], buildings: list[str], place: str
+) -> None:
+    volunteer = Volunteer(
+        id="v1",
+        name="王芳",
+        phone="13912345678",
+        role=VolunteerRole.grid_worker,
+        community=COMMUNITY,
+        grids=grids,
+        buildings=buildings,
+    )
+    assert volunteer.entry().place == place
+    assert Resident.model_validate(volunteer.entry().model_dump()) == volunteer.entry()
