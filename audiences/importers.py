@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from audiences.areas import Area, AreaLevel, AreaTree, store_areas
 from audiences.csvfile import Columns, ImportRejected, Row, Table, read_rows
-from audiences.groups import DERIVED_GROUPS, CustomGroup, store_custom_group
+from audiences.groups import DERIVED_GROUPS, CustomGroup, custom_groups, store_custom_group
 from audiences.key_units import KIND_NAMES_ZH, Contact, KeyUnit, load_key_units, store_key_units
 from audiences.registry import Registry
 from audiences.residents import Resident
@@ -498,7 +498,8 @@ def import_group(
     """Create or replace a custom group from a list of external ids (all must be in the registry)."""
     if name in DERIVED_GROUPS:
         raise ImportRejected(source, [f"{name!r} is a derived group; choose another name"])
-    group = CustomGroup(name=name, title=title or name)
+    existing = custom_groups(client, keys).get(name)
+    group = CustomGroup(name=name, title=title or (existing.title if existing else name))
     table = read_rows(raw, GROUP_COLUMNS, source)
     problems: list[str] = []
     _unique([(row, row.get("external_id")) for row in table.rows], "external id", problems)
@@ -507,9 +508,8 @@ def import_group(
         if rids.get(row.get("external_id")) is None:
             problems.append(f"line {row.line}: no one with external id {row.get('external_id')!r} in the registry")
     _finish(source, table, problems)
-    existed = client.hexists(keys.groups, name)
     report = ImportReport("group", len(table.rows), dry_run=dry_run)
-    report.created, report.updated = (0, 1) if existed else (1, 0)
+    report.created, report.updated = (0, 1) if existing else (1, 0)
     if not dry_run:
         store_custom_group(client, keys, group, [rid for rid in rids.values() if rid is not None])
     return report
