@@ -31,11 +31,15 @@ def cmd_bench(ctx: Context, args: argparse.Namespace) -> int:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     ok = True
-    for name in names:
-        figures = _load(name)(ctx, args)
-        (results / f"{name}.json").write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n")
-        print(json.dumps(figures, ensure_ascii=False, indent=2))
-        ok &= bool(figures.get("meets_targets", True))
+    try:
+        for name in names:
+            figures = _load(name)(ctx, args)
+            (results / f"{name}.json").write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n")
+            print(json.dumps(figures, ensure_ascii=False, indent=2))
+            ok &= bool(figures.get("meets_targets", True))
+    finally:
+        if ctx.embedded is not None and ctx.embedded.started_here:
+            ctx.embedded.stop()  # benchmarks bring their own servers; leave no daemon behind
     return 0 if ok else 1
 
 
