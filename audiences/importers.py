@@ -129,6 +129,14 @@ def _unique(rows: Sequence[tuple[Row, str]], what: str, problems: list[str]) -> 
             first[key] = row.line
 
 
+def _counted(kind: str, table: Table, stored: Sequence[object], dry_run: bool) -> ImportReport:
+    """A report counting as updated the items already stored (non-None in ``stored``), the rest as new."""
+    report = ImportReport(kind, len(table.rows), dry_run=dry_run)
+    report.updated = sum(1 for item in stored if item is not None)
+    report.created = len(stored) - report.updated
+    return report
+
+
 def _finish(source: str, table: Table, problems: list[str]) -> None:
     every = table.problems + problems
     if every:
@@ -244,10 +252,7 @@ def import_residents(
     residents, problems = parse_residents(table, tree, replace_community)
     _finish(source, table, problems)
     registry = Registry(client, keys)
-    report = ImportReport("residents", len(table.rows), dry_run=dry_run)
-    known = registry.rids_of([r.external_id for r in residents])
-    report.created = sum(1 for rid in known.values() if rid is None)
-    report.updated = len(residents) - report.created
+    report = _counted("residents", table, list(registry.rids_of([r.external_id for r in residents]).values()), dry_run)
     leaving: list[str] = []
     if replace_community is not None:
         listed = {r.external_id for r in residents}
@@ -302,9 +307,7 @@ def import_buildings(
         areas[code] = Area(code, name, AreaLevel.building, grid)
     _finish(source, table, problems)
     buildings = [a for a in areas.values() if a.level is AreaLevel.building]
-    report = ImportReport("buildings", len(table.rows), dry_run=dry_run)
-    report.created = sum(1 for b in buildings if b.code not in tree.areas)
-    report.updated = len(buildings) - report.created
+    report = _counted("buildings", table, [tree.areas.get(b.code) for b in buildings], dry_run)
     if not dry_run:
         store_areas(client, keys, areas.values())
     return report
@@ -359,10 +362,8 @@ def import_volunteers(
         if ok:
             volunteers.append(volunteer)
     _finish(source, table, problems)
-    known = client.hmget(keys.volunteers, [v.id for v in volunteers]) if volunteers else []
-    report = ImportReport("volunteers", len(table.rows), dry_run=dry_run)
-    report.updated = sum(1 for k in known if k is not None)
-    report.created = len(volunteers) - report.updated
+    stored = client.hmget(keys.volunteers, [v.id for v in volunteers]) if volunteers else []
+    report = _counted("volunteers", table, stored, dry_run)
     if not dry_run:
         store_volunteers(client, keys, volunteers)
     return report
@@ -398,10 +399,8 @@ def import_screens(
         if screen is not None and _check_area(tree, screen.building, AreaLevel.building, row, problems):
             screens.append(screen)
     _finish(source, table, problems)
-    known = client.hmget(keys.screens, [s.id for s in screens]) if screens else []
-    report = ImportReport("screens", len(table.rows), dry_run=dry_run)
-    report.updated = sum(1 for k in known if k is not None)
-    report.created = len(screens) - report.updated
+    stored = client.hmget(keys.screens, [s.id for s in screens]) if screens else []
+    report = _counted("screens", table, stored, dry_run)
     if not dry_run:
         store_screens(client, keys, screens)
     return report
@@ -473,9 +472,7 @@ def import_key_units(
             units.append(unit)
     _finish(source, table, problems)
     known = load_key_units(client, keys, [u.id for u in units])
-    report = ImportReport("key_units", len(table.rows), dry_run=dry_run)
-    report.updated = len(known)
-    report.created = len(units) - report.updated
+    report = _counted("key_units", table, [known.get(u.id) for u in units], dry_run)
     if not dry_run:
         store_key_units(client, keys, units)
     return report

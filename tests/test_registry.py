@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,13 +10,18 @@ import redis
 
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.census import community_census
-from audiences.key_units import store_key_units
+from audiences.key_units import Contact, KeyUnit, KeyUnitKind, store_key_units
 from audiences.population import Population, generate, store_population
 from audiences.registry import Registry
 from audiences.residents import Resident, decode_record, encode_record, phone_rids
-from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers
+from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers, volunteers_for
+from broadcast import alerts
+from broadcast.inbound import Inbox, Recorded
 from broadcast.keys import Keys
+from broadcast.models import ChannelKind, Level, ReplyEvent
+from broadcast.plan import freeze
 from tests.conftest import STREET
+from tests.helpers import draft
 
 COMMUNITY = "310115005001"
 
@@ -123,3 +129,52 @@ def test_a_volunteer_sits_at_the_smallest_area_holding_what_they_cover(
     )
     assert volunteer.entry().place == place
     assert Resident.model_validate(volunteer.entry().model_dump()) == volunteer.entry()
+
+
+def test_a_reply_from_a_shared_phone_confirms_the_entry_the_alert_reached(ctx: Any, population: Population) -> None:
+    resident = next(r for r in population.residents if r.community == COMMUNITY)
+    site = next(r for r in population.residents if r.community != COMMUNITY)
+    assert resident.phone and site.grid
+    unit = KeyUnit(
+        id="site-1",
+        name="陆家嘴某工地",
+        kind=KeyUnitKind.construction_site,
+        community=site.community,
+        grid=site.grid,
+        contacts=[Contact(name=resident.name, phone=resident.phone, title="负责人")],
+    )
+    store_key_units(ctx.redis, ctx.keys, [unit])
+    alert = alerts.compose(ctx, draft([site.grid], Level.blue))
+    freeze(ctx, alert)
+
+    async def reply() -> Recorded:
+        client = ctx.async_redis()
+        try:
+            return await Inbox(ctx, client).record_reply(
+                ReplyEvent(channel=ChannelKind.sms, from_address=resident.phone or "", body="1")
+            )
+        finally:
+            await client.aclose()
+
+    recorded = asyncio.run(reply())
+    assert (recorded.outcome, recorded.alert_id) == ("acknowledged", alert.id)
+    contact_rid = Registry(ctx.redis, ctx.keys).rids_of([f"k:site-1:{resident.phone}"])[f"k:site-1:{resident.phone}"]
+    roster = ctx.redis.get(ctx.keys.roster(alert.id)) or b""
+    assert recorded.ordinal is not None
+    assert int.from_bytes(roster[recorded.ordinal * 4 : recorded.ordinal * 4 + 4], "little") == contact_rid
+
+
+def test_who_follows_up_on_a_resident(ctx: Any, population: Population) -> None:
+    led = {b for v in population.volunteers for b in v.buildings}
+    resident = next(r for r in population.residents if r.building in led)
+
+    async def lookup() -> list[Volunteer]:
+        client = ctx.async_redis()
+        try:
+            return await volunteers_for(client, ctx.keys, resident)
+        finally:
+            await client.aclose()
+
+    found = asyncio.run(lookup())
+    assert [v.role for v in found] == [VolunteerRole.building_leader, VolunteerRole.grid_worker]
+    assert found[0].buildings == [resident.building] and found[1].grids == [resident.grid]
