@@ -10,8 +10,43 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from audiences.volunteers import VolunteerRole
+
+_LIST_SPLIT = re.compile(r"[;；,，、|]")
+_YES = {"1", "true", "yes", "y", "t", "是", "有", "√"}
+_NO = {"", "0", "false", "no", "n", "f", "否", "无", "×"}
+_WORDS = {  # Chinese (and other) words people put in cells, to our values
+    "中文": "zh",
+    "汉语": "zh",
+    "chinese": "zh",
+    "英文": "en",
+    "英语": "en",
+    "english": "en",
+    "短信": "sms",
+    "语音": "voice",
+    "电话": "voice",
+    "推送": "push",
+    "app": "push",
+    "听力": "hearing",
+    "听障": "hearing",
+    "视力": "sight",
+    "视障": "sight",
+    "肢体": "mobility",
+    "行动不便": "mobility",
+    "网格员": VolunteerRole.grid_worker.value,
+    "grid_worker": VolunteerRole.grid_worker.value,
+    "楼组长": VolunteerRole.building_leader.value,
+    "building_leader": VolunteerRole.building_leader.value,
+    "居委社工": VolunteerRole.community_worker.value,
+    "社工": VolunteerRole.community_worker.value,
+    "community_worker": VolunteerRole.community_worker.value,
+    "志愿者": VolunteerRole.volunteer.value,
+    "volunteer": VolunteerRole.volunteer.value,
+}
 
 
 class ImportRejected(ValueError):
@@ -101,3 +136,20 @@ def read_rows(raw: bytes, columns: Columns, source: str = "file") -> Table:
     except csv.Error as exc:
         table.problems.append(f"line {line}: {exc}")
     return table
+
+
+# Cell values
+def word(value: str) -> str:
+    """A word people put in a cell (中文, 短信, 网格员 …) as our value; anything else as it is."""
+    return _WORDS.get(value.strip().lower(), value.strip())
+
+
+def flag(value: str) -> str:
+    """Yes/no cells (是/否, 1/0, y/n …) as "true"/"false"; anything else as it is, for the model to refuse."""
+    text = value.strip().lower()
+    return "true" if text in _YES else "false" if text in _NO else value
+
+
+def listed(value: str, each: Callable[[str], str] = word) -> list[str]:
+    """A cell holding several values (a;b, a，b, a、b …)."""
+    return [each(part) for part in _LIST_SPLIT.split(value) if part.strip()]

@@ -9,140 +9,19 @@ external id or id; it never duplicates anyone.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
 
 import redis
-from pydantic import BaseModel, ValidationError
 
 from audiences.areas import Area, AreaLevel, AreaTree, store_areas
-from audiences.csvfile import Columns, ImportRejected, Row, Table, read_rows
+from audiences.checking import FileCheck, ImportReport
+from audiences.csvfile import Columns, ImportRejected, Row, flag, listed, read_rows, word
 from audiences.groups import DERIVED_GROUPS, CustomGroup, custom_groups, store_custom_group
 from audiences.key_units import KIND_NAMES_ZH, Contact, KeyUnit, load_key_units, store_key_units
 from audiences.registry import Registry
 from audiences.residents import Resident
 from audiences.screens import Screen, store_screens
-from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers
+from audiences.volunteers import Volunteer, store_volunteers
 from broadcast.keys import Keys
-
-M = TypeVar("M", bound=BaseModel)
-_LIST_SPLIT = re.compile(r"[;；,，、|]")
-_YES = {"1", "true", "yes", "y", "t", "是", "有", "√"}
-_NO = {"", "0", "false", "no", "n", "f", "否", "无", "×"}
-_WORDS = {  # Chinese (and other) words people put in cells, to our values
-    "中文": "zh",
-    "汉语": "zh",
-    "chinese": "zh",
-    "英文": "en",
-    "英语": "en",
-    "english": "en",
-    "短信": "sms",
-    "语音": "voice",
-    "电话": "voice",
-    "推送": "push",
-    "app": "push",
-    "听力": "hearing",
-    "听障": "hearing",
-    "视力": "sight",
-    "视障": "sight",
-    "肢体": "mobility",
-    "行动不便": "mobility",
-    "网格员": VolunteerRole.grid_worker.value,
-    "grid_worker": VolunteerRole.grid_worker.value,
-    "楼组长": VolunteerRole.building_leader.value,
-    "building_leader": VolunteerRole.building_leader.value,
-    "居委社工": VolunteerRole.community_worker.value,
-    "社工": VolunteerRole.community_worker.value,
-    "community_worker": VolunteerRole.community_worker.value,
-    "志愿者": VolunteerRole.volunteer.value,
-    "volunteer": VolunteerRole.volunteer.value,
-}
-
-
-@dataclass
-class ImportReport:
-    """What an import did (or, with dry_run, would do)."""
-
-    kind: str
-    rows: int
-    created: int = 0
-    updated: int = 0
-    removed: int = 0
-    dry_run: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# Cell values
-def _word(value: str) -> str:
-    return _WORDS.get(value.strip().lower(), value.strip())
-
-
-def _flag(value: str) -> str:
-    text = value.strip().lower()
-    return "true" if text in _YES else "false" if text in _NO else value  # anything else: the model says why
-
-
-def _list(value: str, word: Callable[[str], str] = _word) -> list[str]:
-    return [word(part) for part in _LIST_SPLIT.split(value) if part.strip()]
-
-
-def _validated(model: type[M], row: Row, values: dict[str, Any], problems: list[str]) -> M | None:
-    """The row as a model, or None with each of its problems recorded against its line."""
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        for error in exc.errors():
-            where = str(error["loc"][0]) if error["loc"] else ""
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"line {row.line}: {where + ': ' if where else ''}{message}")
-        return None
-
-
-def _check_area(tree: AreaTree, code: str, level: AreaLevel, row: Row, problems: list[str], hint: str = "") -> bool:
-    area = tree.areas.get(code)
-    if area is None or area.level is not level:
-        problems.append(f"line {row.line}: {level.value} {code} is not in the registry{hint}")
-        return False
-    return True
-
-
-def _check_community(tree: AreaTree, code: str, row: Row, problems: list[str]) -> bool:
-    area = tree.areas.get(code)
-    if area is None or area.level is not AreaLevel.community:
-        problems.append(f"line {row.line}: committee {code} is not a known residential or village committee")
-        return False
-    if area.placeholder:
-        problems.append(f"line {row.line}: committee {code} ({area.name}) is a placeholder nobody lives in")
-        return False
-    return True
-
-
-def _unique(rows: Sequence[tuple[Row, str]], what: str, problems: list[str]) -> None:
-    first: dict[str, int] = {}
-    for row, key in rows:
-        if key in first:
-            problems.append(f"line {row.line}: {what} {key} already on line {first[key]}")
-        else:
-            first[key] = row.line
-
-
-def _counted(kind: str, table: Table, stored: Sequence[object], dry_run: bool) -> ImportReport:
-    """A report counting as updated the items already stored (non-None in ``stored``), the rest as new."""
-    report = ImportReport(kind, len(table.rows), dry_run=dry_run)
-    report.updated = sum(1 for item in stored if item is not None)
-    report.created = len(stored) - report.updated
-    return report
-
-
-def _finish(source: str, table: Table, problems: list[str]) -> None:
-    every = table.problems + problems
-    if every:
-        every.sort(key=lambda p: int(m.group(1)) if (m := re.match(r"line (\d+)", p)) else 0)
-        raise ImportRejected(source, every)
-
 
 # Residents
 RESIDENT_COLUMNS = Columns(
@@ -187,50 +66,45 @@ RESIDENT_COLUMNS = Columns(
 )
 
 
-def parse_residents(
-    table: Table, tree: AreaTree, replace_community: str | None = None
-) -> tuple[list[Resident], list[str]]:
-    """Residents from rows, and every problem found (by line)."""
-    problems: list[str] = []
+def parse_residents(check: FileCheck, replace_community: str | None = None) -> list[Resident]:
+    """Residents from the file's rows; every problem found goes to ``check``."""
     residents: list[Resident] = []
-    _unique([(row, row.get("external_id")) for row in table.rows], "external id", problems)
-    for row in table.rows:
+    check.unique("external_id", "external id")
+    for row in check.table.rows:
         building = row.get("building")
-        tokens = _list(row.get("push_tokens"), str.strip)
-        channels = _list(row.get("channels"))
+        tokens = listed(row.get("push_tokens"), str.strip)
+        channels = listed(row.get("channels"))
         if not channels:  # by default: the app if they have it, then SMS, then a call
             channels = (["push"] if tokens else []) + (["sms", "voice"] if row.get("phone") else [])
         values = {
             "external_id": row.get("external_id"),
             "name": row.get("name"),
             "phone": row.get("phone") or None,
-            "language": _word(row.get("language") or "zh"),
+            "language": word(row.get("language") or "zh"),
             "community": row.get("community") or building[:12],
             "grid": row.get("grid") or building[:14],
             "building": building,
             "room": row.get("room"),
-            "elderly": _flag(row.get("elderly")),
-            "elderly_alone": _flag(row.get("elderly_alone")),
-            "disability": _list(row.get("disability")),
-            "no_smartphone": _flag(row.get("no_smartphone")),
-            "opted_out": _flag(row.get("opted_out")),
+            "elderly": flag(row.get("elderly")),
+            "elderly_alone": flag(row.get("elderly_alone")),
+            "disability": listed(row.get("disability")),
+            "no_smartphone": flag(row.get("no_smartphone")),
+            "opted_out": flag(row.get("opted_out")),
             "channels": channels,
             "push_tokens": tokens,
         }
-        resident = _validated(Resident, row, values, problems)
-        if resident is None or not _check_community(tree, resident.community, row, problems):
+        resident = check.model(Resident, row, values)
+        if resident is None or not check.community(row, resident.community):
             continue
-        if not _check_area(tree, building, AreaLevel.building, row, problems, "; import buildings first"):
+        if not check.area(row, building, AreaLevel.building, "; import buildings first"):
             continue
         if replace_community and resident.community != replace_community:
-            problems.append(
-                f"line {row.line}: lives in committee {resident.community}, but the file replaces {replace_community}"
-            )
+            check.add(row, f"lives in committee {resident.community}, but the file replaces {replace_community}")
             continue
         if resident.elderly_alone and not resident.elderly:
             resident = resident.model_copy(update={"elderly": True})
         residents.append(resident)
-    return residents, problems
+    return residents
 
 
 def import_residents(
@@ -249,10 +123,11 @@ def import_residents(
         if area is None or area.level is not AreaLevel.community:
             raise ImportRejected(source, [f"--replace-community {replace_community} is not a known committee"])
     table = read_rows(raw, RESIDENT_COLUMNS, source)
-    residents, problems = parse_residents(table, tree, replace_community)
-    _finish(source, table, problems)
+    check = FileCheck(source, table, tree)
+    residents = parse_residents(check, replace_community)
+    check.finish()
     registry = Registry(client, keys)
-    report = _counted("residents", table, list(registry.rids_of([r.external_id for r in residents]).values()), dry_run)
+    report = check.report("residents", list(registry.rids_of([r.external_id for r in residents]).values()), dry_run)
     leaving: list[str] = []
     if replace_community is not None:
         listed = {r.external_id for r in residents}
@@ -277,26 +152,24 @@ def import_buildings(
 ) -> ImportReport:
     """Import buildings by code (committee 12 digits + grid 2 + building 3); unknown grids are created."""
     table = read_rows(raw, BUILDING_COLUMNS, source)
-    problems: list[str] = []
-    _unique([(row, row.get("code")) for row in table.rows], "building", problems)
+    check = FileCheck(source, table, tree)
+    check.unique("code", "building")
     areas: dict[str, Area] = {}
     grid_names: dict[str, tuple[str, int]] = {}
     for row in table.rows:
         code, name, grid_name = row.get("code"), row.get("name"), row.get("grid_name")
         if not re.fullmatch(r"\d{17}", code) or code[12:14] == "00" or code[14:] == "000":
-            problems.append(f"line {row.line}: code {code!r} is not a building code (committee + grid 01-99 + 001-999)")
+            check.add(row, f"code {code!r} is not a building code (committee + grid 01-99 + 001-999)")
             continue
         if not name or len(name) > 100:
-            problems.append(f"line {row.line}: name: a building needs a name of at most 100 characters")
+            check.add(row, "name: a building needs a name of at most 100 characters")
             continue
-        if not _check_community(tree, code[:12], row, problems):
+        if not check.community(row, code[:12]):
             continue
         grid = code[:14]
         if grid_name:
             if grid in grid_names and grid_names[grid][0] != grid_name:
-                problems.append(
-                    f"line {row.line}: grid {grid} is named {grid_names[grid][0]!r} on line {grid_names[grid][1]}"
-                )
+                check.add(row, f"grid {grid} is named {grid_names[grid][0]!r} on line {grid_names[grid][1]}")
                 continue
             grid_names[grid] = (grid_name, row.line)
         if grid_name or grid not in tree.areas:
@@ -305,9 +178,9 @@ def import_buildings(
                 grid, grid_name or f"{community.name}第{int(code[12:14])}网格", AreaLevel.grid, community.code
             )
         areas[code] = Area(code, name, AreaLevel.building, grid)
-    _finish(source, table, problems)
+    check.finish()
     buildings = [a for a in areas.values() if a.level is AreaLevel.building]
-    report = _counted("buildings", table, [tree.areas.get(b.code) for b in buildings], dry_run)
+    report = check.report("buildings", [tree.areas.get(b.code) for b in buildings], dry_run)
     if not dry_run:
         store_areas(client, keys, areas.values())
     return report
@@ -341,29 +214,29 @@ def import_volunteers(
 ) -> ImportReport:
     """Import volunteers by id, with the grids and buildings (';'-separated) each covers."""
     table = read_rows(raw, VOLUNTEER_COLUMNS, source)
-    problems: list[str] = []
-    _unique([(row, row.get("id")) for row in table.rows], "volunteer", problems)
+    check = FileCheck(source, table, tree)
+    check.unique("id", "volunteer")
     volunteers: list[Volunteer] = []
     for row in table.rows:
         values = {
             "id": row.get("id"),
             "name": row.get("name"),
             "phone": row.get("phone"),
-            "role": _word(row.get("role")),
+            "role": word(row.get("role")),
             "community": row.get("community"),
-            "grids": _list(row.get("grids"), str.strip),
-            "buildings": _list(row.get("buildings"), str.strip),
+            "grids": listed(row.get("grids"), str.strip),
+            "buildings": listed(row.get("buildings"), str.strip),
         }
-        volunteer = _validated(Volunteer, row, values, problems)
-        if volunteer is None or not _check_community(tree, volunteer.community, row, problems):
+        volunteer = check.model(Volunteer, row, values)
+        if volunteer is None or not check.community(row, volunteer.community):
             continue
-        ok = all([_check_area(tree, g, AreaLevel.grid, row, problems) for g in volunteer.grids])
-        ok &= all([_check_area(tree, b, AreaLevel.building, row, problems) for b in volunteer.buildings])
+        ok = all([check.area(row, g, AreaLevel.grid) for g in volunteer.grids])
+        ok &= all([check.area(row, b, AreaLevel.building) for b in volunteer.buildings])
         if ok:
             volunteers.append(volunteer)
-    _finish(source, table, problems)
+    check.finish()
     stored = client.hmget(keys.volunteers, [v.id for v in volunteers]) if volunteers else []
-    report = _counted("volunteers", table, stored, dry_run)
+    report = check.report("volunteers", stored, dry_run)
     if not dry_run:
         store_volunteers(client, keys, volunteers)
     return report
@@ -389,18 +262,18 @@ def import_screens(
 ) -> ImportReport:
     """Import screens by id: building, transport (mqtt or http), address (topic or URL), size."""
     table = read_rows(raw, SCREEN_COLUMNS, source)
-    problems: list[str] = []
-    _unique([(row, row.get("id")) for row in table.rows], "screen", problems)
-    _unique([(row, row.get("address")) for row in table.rows], "address", problems)
+    check = FileCheck(source, table, tree)
+    check.unique("id", "screen")
+    check.unique("address", "address")
     screens: list[Screen] = []
     for row in table.rows:
         values = {**row.values, "transport": row.get("transport").lower()}
-        screen = _validated(Screen, row, values, problems)
-        if screen is not None and _check_area(tree, screen.building, AreaLevel.building, row, problems):
+        screen = check.model(Screen, row, values)
+        if screen is not None and check.area(row, screen.building, AreaLevel.building):
             screens.append(screen)
-    _finish(source, table, problems)
+    check.finish()
     stored = client.hmget(keys.screens, [s.id for s in screens]) if screens else []
-    report = _counted("screens", table, stored, dry_run)
+    report = check.report("screens", stored, dry_run)
     if not dry_run:
         store_screens(client, keys, screens)
     return report
@@ -432,7 +305,7 @@ def import_key_units(
     """Import key units by id; each unit's contacts are exactly the rows that name it."""
     kinds = {zh: kind.value for kind, zh in KIND_NAMES_ZH.items()}
     table = read_rows(raw, KEY_UNIT_COLUMNS, source)
-    problems: list[str] = []
+    check = FileCheck(source, table, tree)
     first_row: dict[str, Row] = {}
     contacts: dict[str, list[Contact | None]] = {}
     for row in table.rows:
@@ -440,14 +313,14 @@ def import_key_units(
         first = first_row.setdefault(unit_id, row)
         differing = [f for f in _UNIT_FIELDS if row.get(f) != first.get(f)]
         if differing:
-            problems.append(f"line {row.line}: {', '.join(differing)} differ from line {first.line} for unit {unit_id}")
+            check.add(row, f"{', '.join(differing)} differ from line {first.line} for unit {unit_id}")
             continue
         contact = {
             "name": row.get("contact_name"),
             "phone": row.get("contact_phone"),
             "title": row.get("contact_title"),
         }
-        contacts.setdefault(unit_id, []).append(_validated(Contact, row, contact, problems))
+        contacts.setdefault(unit_id, []).append(check.model(Contact, row, contact))
     units: list[KeyUnit] = []
     for unit_id, row in first_row.items():
         listed = contacts.get(unit_id, [])
@@ -463,16 +336,16 @@ def import_key_units(
             "address": row.get("address"),
             "contacts": listed,
         }
-        unit = _validated(KeyUnit, row, values, problems)
-        if unit is None or not _check_community(tree, unit.community, row, problems):
+        unit = check.model(KeyUnit, row, values)
+        if unit is None or not check.community(row, unit.community):
             continue
-        if _check_area(tree, unit.grid, AreaLevel.grid, row, problems) and (
-            unit.building is None or _check_area(tree, unit.building, AreaLevel.building, row, problems)
+        if check.area(row, unit.grid, AreaLevel.grid) and (
+            unit.building is None or check.area(row, unit.building, AreaLevel.building)
         ):
             units.append(unit)
-    _finish(source, table, problems)
+    check.finish()
     known = load_key_units(client, keys, [u.id for u in units])
-    report = _counted("key_units", table, [known.get(u.id) for u in units], dry_run)
+    report = check.report("key_units", [known.get(u.id) for u in units], dry_run)
     if not dry_run:
         store_key_units(client, keys, units)
     return report
@@ -498,13 +371,13 @@ def import_group(
     existing = custom_groups(client, keys).get(name)
     group = CustomGroup(name=name, title=title or (existing.title if existing else name))
     table = read_rows(raw, GROUP_COLUMNS, source)
-    problems: list[str] = []
-    _unique([(row, row.get("external_id")) for row in table.rows], "external id", problems)
+    check = FileCheck(source, table)
+    check.unique("external_id", "external id")
     rids = Registry(client, keys).rids_of([row.get("external_id") for row in table.rows])
     for row in table.rows:
         if rids.get(row.get("external_id")) is None:
-            problems.append(f"line {row.line}: no one with external id {row.get('external_id')!r} in the registry")
-    _finish(source, table, problems)
+            check.add(row, f"no one with external id {row.get('external_id')!r} in the registry")
+    check.finish()
     report = ImportReport("group", len(table.rows), dry_run=dry_run)
     report.created, report.updated = (0, 1) if existing else (1, 0)
     if not dry_run:

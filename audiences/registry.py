@@ -24,6 +24,7 @@ from audiences.residents import (
     Resident,
     Role,
     decode_record,
+    encode_record,
     unpack_members,
 )
 from broadcast.keys import Keys, as_bytes, as_text
@@ -170,8 +171,9 @@ class Registry:
         first = int(self.client.incrby(self.keys.resident_next, created)) - created + 1 if created else 0
         new_ids = iter(range(first, first + created))
         rids = [existing[e.external_id] or next(new_ids) for e in entries]
+        profiles = [e.profile() for e in entries]
         old = self.load(rid for rid in existing.values() if rid is not None)
-        self._write_records(entries, rids, old, unshared_phones=new)
+        self._write_records(entries, rids, profiles, old, unshared_phones=new)
 
         touched = {e.community for e in entries} | {o.community for o in old.values()}
         packed_directly: set[str] = set()
@@ -182,10 +184,10 @@ class Registry:
                     pipe.exists(self.keys.members(community))
                 had_members = dict(zip(sorted(touched), pipe.execute(), strict=True))
             fresh = {c for c in touched if not had_members[c] and c not in moved_out}
-            by_community: dict[str, list[tuple[int, Resident]]] = {}
-            for rid, entry in zip(rids, entries, strict=True):
+            by_community: dict[str, list[tuple[int, Resident, int]]] = {}
+            for rid, entry, profile in zip(rids, entries, profiles, strict=True):
                 if entry.community in fresh:
-                    by_community.setdefault(entry.community, []).append((rid, entry))
+                    by_community.setdefault(entry.community, []).append((rid, entry, profile))
             with bulk_pipeline(self.client) as pipe:
                 for community, members in by_community.items():
                     self._write_members(pipe, community, members)
@@ -197,20 +199,25 @@ class Registry:
         return {"created": created, "updated": len(entries) - created}
 
     def _write_records(
-        self, entries: Sequence[Resident], rids: Sequence[int], old: dict[int, Resident], unshared_phones: bool
+        self,
+        entries: Sequence[Resident],
+        rids: Sequence[int],
+        profiles: Sequence[int],
+        old: dict[int, Resident],
+        unshared_phones: bool,
     ) -> None:
         """Records, external ids and phones; a phone that several entries share lists all their rids."""
         k = self.keys
         links: list[tuple[str, str, int, str]] = []
         by_bucket: dict[str, dict[str, str]] = {}
         ext_index: list[tuple[str, str, int]] = []
-        for rid, entry in zip(rids, entries, strict=True):
+        for rid, entry, profile in zip(rids, entries, profiles, strict=True):
             before = old.get(rid)
             if before is not None and before.phone and before.phone != entry.phone:
                 links.append((k.resident_by_phone(before.phone), before.phone, rid, "-"))
             if entry.phone and (before is None or before.phone != entry.phone):
                 links.append((k.resident_by_phone(entry.phone), entry.phone, rid, "+"))
-            by_bucket.setdefault(k.resident_bucket(rid), {})[str(rid)] = entry.to_record()
+            by_bucket.setdefault(k.resident_bucket(rid), {})[str(rid)] = encode_record(entry, profile)
             if before is None:
                 ext_index.append((k.resident_by_external(entry.external_id), entry.external_id, rid))
         with bulk_pipeline(self.client) as pipe:
@@ -222,7 +229,7 @@ class Registry:
         else:
             self._script(_PHONE_LINKS, links)
 
-    def _write_members(self, pipe: Any, community: str, members: list[tuple[int, Resident]]) -> None:
+    def _write_members(self, pipe: Any, community: str, members: list[tuple[int, Resident, int]]) -> None:
         """Pack a committee's members index (and its places and census) from its entries."""
         k = self.keys
         if not members:
@@ -231,12 +238,10 @@ class Registry:
             pipe.hdel(k.community_counts, community)
             return
         ordered = sorted(members, key=lambda m: m[1].sort_key(m[0]))
-        places = sorted({e.place for _, e in ordered})
+        places = sorted({e.place for _, e, _ in ordered})
         number = {p: i for i, p in enumerate(places)}
-        profiles = [e.profile() for _, e in ordered]
-        packed = b"".join(
-            MEMBER.pack(rid, number[e.place], profile) for (rid, e), profile in zip(ordered, profiles, strict=True)
-        )
+        packed = b"".join(MEMBER.pack(rid, number[e.place], profile) for rid, e, profile in ordered)
+        profiles = [profile for _, _, profile in ordered]
         pipe.set(k.members(community), packed)
         pipe.set(k.places(community), json.dumps(places))
         pipe.sadd(k.communities, community)
@@ -251,7 +256,7 @@ class Registry:
         for community in sorted(set(communities)):
             candidates = {rid for rid, _, _ in self.members(community)} | (joining or {}).get(community, set())
             records = self.load(candidates)
-            inside = [(rid, e) for rid, e in records.items() if e.community == community]
+            inside = [(rid, e, e.profile()) for rid, e in records.items() if e.community == community]
             with self.client.pipeline(transaction=True) as pipe:
                 self._write_members(pipe, community, inside)
                 pipe.execute()

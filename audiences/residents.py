@@ -166,21 +166,16 @@ class Resident(BaseModel):
         """Roster order inside a committee: place (so grid too), room, then id."""
         return (self.place, _room_key(self.room), rid)
 
-    def to_record(self) -> str:
-        return encode_record(self)
 
-    @classmethod
-    def from_record(cls, raw: bytes | str) -> Resident:
-        return decode_record(raw)
-
-
-def encode_record(entry: Resident) -> str:
+def encode_record(entry: Resident, profile: int | None = None) -> str:
     """The stored form: [external id, name, phone, place, room, profile, push tokens…].
 
     Community and grid are prefixes of the place; flags, language, channels and role are in the
     profile. About 100 bytes for a typical resident instead of 250 as a JSON object.
     """
-    fields: list[Any] = [entry.external_id, entry.name, entry.phone or "", entry.place, entry.room, entry.profile()]
+    if profile is None:
+        profile = entry.profile()
+    fields: list[Any] = [entry.external_id, entry.name, entry.phone or "", entry.place, entry.room, profile]
     return json.dumps(fields + entry.push_tokens, ensure_ascii=False, separators=(",", ":"))
 
 
