@@ -64,7 +64,9 @@ def _guarded(handler: Callable[[Context, argparse.Namespace], int]) -> Callable[
             return handler(ctx, args)
         except ImportRejected as exc:
             return _fail(f"{exc.source}: {len(exc.problems)} problem(s); nothing was imported", exc.problems)
-        except (TargetError, LookupError, AreaFileError, OSError) as exc:
+        except OSError as exc:
+            return _fail(f"cannot read {exc.filename or 'the file'}: {exc.strerror or exc}")
+        except (TargetError, LookupError, AreaFileError) as exc:
             return _fail(str(exc).strip("'\""))
 
     return run

@@ -5,7 +5,7 @@ deployments or test runs can share one Redis. RQ's own keys (``rq:job:…``) are
 names carry the namespace too.
 
 Registry (lives until changed). Small hashes are bucketed so that Redis keeps them in its compact
-listpack encoding (``hash-max-listpack-entries`` 128 by default): 128 records a bucket, and the
+listpack encoding (at most 128 entries by default since Redis 7): 128 records a bucket, and the
 phone and external-id indexes spread over ``INDEX_BUCKETS`` buckets by CRC-32.
     {ns}:areas                      hash   area code -> JSON {name, level, parent}: official units, grids, buildings
     {ns}:areas:version              string bumped on every area load (caches compare it)

@@ -246,3 +246,8 @@ def test_custom_groups_import_by_external_id(ctx: Context, population: Populatio
     assert json.loads(out)["targeted"] == 7
     code, out, _ = cli("groups", "list", "--json")
     assert {"name": "flood-team", "title": "防汛抢险队", "size": 7, "derived": False} in json.loads(out)
+
+
+def test_a_missing_file_is_named(population: Population, cli: Any, tmp_path: Path) -> None:
+    code, _, err = cli("screens", "import", str(tmp_path / "nowhere.csv"))
+    assert code == 2 and f"cannot read {tmp_path / 'nowhere.csv'}: No such file or directory" in err
