@@ -1,8 +1,7 @@
 """Target preview: how many people a target reaches, where, and on which channel, before issuing.
 
-Counts come from the same selection pass the roster freeze uses; nothing is stored. Screens are
-counted when the target names no group: a building screen shows a warning to everyone passing,
-so it serves warnings for a whole area, not for a group inside it.
+Counts come from the same selection pass the roster freeze uses, and the screens from the same
+rule the screen channel uses; nothing is stored.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import redis
 
 from audiences.areas import AreaTree
 from audiences.residents import PERSONAL_CHANNELS, VULNERABLE
-from audiences.screens import screen_buildings
+from audiences.screens import target_screen_buildings
 from audiences.selection import NO_CHANNEL, ChannelChooser, select
 from broadcast.keys import Keys
 from broadcast.models import ChannelKind, Level, Target
@@ -43,7 +42,7 @@ def preview(
             if profile & VULNERABLE:
                 vulnerable += n
         communities.append(_row(tree, committee.community, len(committee.members)))
-    screens = 0 if target.groups else len(screen_buildings(client, keys, selection.communities))
+    screens = len(target_screen_buildings(client, keys, selection.communities, target))
     used = [c.value for c in channels if c is not ChannelKind.screen]
     return {
         "targeted": sum(row["targeted"] for row in communities),

@@ -15,8 +15,10 @@ from urllib.parse import urlparse
 import redis
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audiences.targeting import CommunitySelection
+from audiences.areas import AreaTree
+from audiences.targeting import CommunitySelection, resolve
 from broadcast.keys import Keys, as_text
+from broadcast.models import Target
 
 _MQTT_TOPIC = re.compile(r"^[^#+\x00$][^#+\x00]{0,255}$")
 
@@ -93,5 +95,18 @@ def load_screens(client: redis.Redis, keys: Keys, ids: Iterable[str]) -> list[Sc
 
 
 def screens_in(client: redis.Redis, keys: Keys, selections: Sequence[CommunitySelection]) -> list[Screen]:
-    """The screens of the targeted places, each once: what a screen channel sends to."""
+    """The screens of the targeted places, each once."""
     return load_screens(client, keys, screen_buildings(client, keys, selections))
+
+
+def target_screen_buildings(
+    client: redis.Redis, keys: Keys, selections: Sequence[CommunitySelection], target: Target
+) -> dict[str, str]:
+    """Screen id → building for a warning to ``target``: a screen shows a warning to everyone
+    passing, so it serves targets for whole areas, and none that names groups."""
+    return {} if target.groups else screen_buildings(client, keys, selections)
+
+
+def screens_for(client: redis.Redis, keys: Keys, tree: AreaTree, target: Target) -> list[Screen]:
+    """The screens a warning to ``target`` goes to (what a screen channel sends to)."""
+    return load_screens(client, keys, target_screen_buildings(client, keys, resolve(tree, target), target))

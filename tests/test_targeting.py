@@ -16,7 +16,7 @@ from audiences.population import Population, generate, store_population
 from audiences.preview import preview
 from audiences.registry import Registry
 from audiences.residents import Resident, Role
-from audiences.screens import Screen, Transport, screens_in, store_screens
+from audiences.screens import Screen, Transport, screens_for, screens_in, store_screens
 from audiences.targeting import TargetError, resolve
 from broadcast.cli import main
 from broadcast.context import Context
@@ -215,7 +215,10 @@ def test_screens_of_targeted_buildings_are_found_and_counted(ctx: Context, areas
     want = {s.id for s in screens if (s.building.startswith(buildings[0][:14]) or s.building == buildings[5])} - {"s1"}
     assert {s.id for s in screens_in(ctx.redis, ctx.keys, resolve(areas, target))} == want
     assert preview(ctx.redis, ctx.keys, areas, target)["screens"] == len(want)
-    assert preview(ctx.redis, ctx.keys, areas, Target(areas=target.areas, groups=["elderly"]))["screens"] == 0
+    grouped = Target(areas=target.areas, groups=["elderly"])
+    assert preview(ctx.redis, ctx.keys, areas, grouped)["screens"] == 0
+    assert screens_for(ctx.redis, ctx.keys, areas, grouped) == [], "screens serve whole areas, not groups"
+    assert [s.id for s in screens_for(ctx.redis, ctx.keys, areas, target)] == sorted(want)
 
     moved = screens[0].model_copy(update={"building": buildings[5]})
     store_screens(ctx.redis, ctx.keys, [moved])
