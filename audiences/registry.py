@@ -254,12 +254,22 @@ class Registry:
         another committee, or that were deleted, drop out.
         """
         for community in sorted(set(communities)):
-            candidates = {rid for rid, _, _ in self.members(community)} | (joining or {}).get(community, set())
-            records = self.load(candidates)
-            inside = [(rid, e, e.profile()) for rid, e in records.items() if e.community == community]
+            # Two imports touching one committee must not drop each other's people: the index is
+            # written only if nobody rewrote it since it was read, else read again.
             with self.client.pipeline(transaction=True) as pipe:
-                self._write_members(pipe, community, inside)
-                pipe.execute()
+                while True:
+                    try:
+                        pipe.watch(self.keys.members(community))
+                        packed = as_bytes(pipe.get(self.keys.members(community)) or b"")
+                        candidates = {rid for rid, _, _ in unpack_members(packed)}
+                        records = self.load(candidates | (joining or {}).get(community, set()))
+                        inside = [(rid, e, e.profile()) for rid, e in records.items() if e.community == community]
+                        pipe.multi()
+                        self._write_members(pipe, community, inside)
+                        pipe.execute()
+                        break
+                    except redis.WatchError:
+                        continue
 
     def remove(self, external_ids: Sequence[str]) -> int:
         """Delete entries by external id (and from every custom group); returns how many existed."""

@@ -178,3 +178,27 @@ def test_who_follows_up_on_a_resident(ctx: Any, population: Population) -> None:
     found = asyncio.run(lookup())
     assert [v.role for v in found] == [VolunteerRole.building_leader, VolunteerRole.grid_worker]
     assert found[0].buildings == [resident.building] and found[1].grids == [resident.grid]
+
+
+def test_an_import_landing_mid_rebuild_loses_nobody(ctx: Any, population: Population) -> None:
+    neighbour = next(r for r in population.residents if r.community == COMMUNITY)
+    first = neighbour.model_copy(update={"external_id": "late-1", "phone": "13800001111"})
+    second = neighbour.model_copy(update={"external_id": "late-2", "phone": "13800002222"})
+    registry = Registry(ctx.redis, ctx.keys)
+    load = registry.load
+    landed = False
+
+    def load_while_another_import_lands(rids: Any) -> dict[int, Resident]:
+        nonlocal landed
+        found = load(rids)
+        if len(found) > 1 and not landed:  # the committee's records are read: now the other import writes
+            landed = True
+            Registry(ctx.redis, ctx.keys).upsert([second])
+        return found
+
+    registry.load = load_while_another_import_lands  # type: ignore[method-assign]
+    registry.upsert([first])
+
+    assert landed
+    members = {rid for rid, _, _ in Registry(ctx.redis, ctx.keys).members(COMMUNITY)}
+    assert set(Registry(ctx.redis, ctx.keys).rids_of(["late-1", "late-2"]).values()) <= members
