@@ -43,6 +43,18 @@ _HSET_MANY = """
 for i = 1, #ARGV, 3 do redis.call('HSET', ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
 return #ARGV / 3
 """
+# A new external id is claimed, not overwritten: if another import claimed it meanwhile, its rid wins.
+_CLAIM = """
+local out = {}
+for i = 1, #ARGV, 3 do
+  if redis.call('HSETNX', ARGV[i], ARGV[i + 1], ARGV[i + 2]) == 1 then
+    out[#out + 1] = ARGV[i + 2]
+  else
+    out[#out + 1] = redis.call('HGET', ARGV[i], ARGV[i + 1])
+  end
+end
+return out
+"""
 # A phone's index value lists every rid using it; '+' adds a rid, '-' drops it.
 _PHONE_LINKS = """
 for i = 1, #ARGV, 4 do
@@ -171,6 +183,20 @@ class Registry:
         first = int(self.client.incrby(self.keys.resident_next, created)) - created + 1 if created else 0
         new_ids = iter(range(first, first + created))
         rids = [existing[e.external_id] or next(new_ids) for e in entries]
+        claims = [
+            (self.keys.resident_by_external(e.external_id), e.external_id, rid)
+            for e, rid in zip(entries, rids, strict=True)
+            if existing[e.external_id] is None
+        ]
+        taken = {
+            ext: int(winner)
+            for (_, ext, rid), winner in zip(claims, self._script(_CLAIM, claims), strict=True)
+            if int(winner) != rid
+        }
+        if taken:  # another import created these people meanwhile: this write updates them
+            rids = [taken.get(e.external_id, rid) for e, rid in zip(entries, rids, strict=True)]
+            existing.update(taken)
+            created -= len(taken)
         profiles = [e.profile() for e in entries]
         old = self.load(rid for rid in existing.values() if rid is not None)
         self._write_records(entries, rids, profiles, old, unshared_phones=new)
@@ -210,7 +236,6 @@ class Registry:
         k = self.keys
         links: list[tuple[str, str, int, str]] = []
         by_bucket: dict[str, dict[str, str]] = {}
-        ext_index: list[tuple[str, str, int]] = []
         for rid, entry, profile in zip(rids, entries, profiles, strict=True):
             before = old.get(rid)
             if before is not None and before.phone and before.phone != entry.phone:
@@ -218,12 +243,9 @@ class Registry:
             if entry.phone and (before is None or before.phone != entry.phone):
                 links.append((k.resident_by_phone(entry.phone), entry.phone, rid, "+"))
             by_bucket.setdefault(k.resident_bucket(rid), {})[str(rid)] = encode_record(entry, profile)
-            if before is None:
-                ext_index.append((k.resident_by_external(entry.external_id), entry.external_id, rid))
         with bulk_pipeline(self.client) as pipe:
             for key, mapping in by_bucket.items():
                 pipe.hset(key, mapping=mapping)
-        self._script(_HSET_MANY, ext_index)
         if unshared_phones:
             self._script(_HSET_MANY, [(key, phone, rid) for key, phone, rid, _ in links])
         else:

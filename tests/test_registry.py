@@ -202,3 +202,21 @@ def test_an_import_landing_mid_rebuild_loses_nobody(ctx: Any, population: Popula
     assert landed
     members = {rid for rid, _, _ in Registry(ctx.redis, ctx.keys).members(COMMUNITY)}
     assert set(Registry(ctx.redis, ctx.keys).rids_of(["late-1", "late-2"]).values()) <= members
+
+
+def test_two_imports_creating_the_same_person_make_one_entry(ctx: Any, population: Population) -> None:
+    neighbour = next(r for r in population.residents if r.community == COMMUNITY)
+    newcomer = neighbour.model_copy(update={"external_id": "new-1", "phone": "13800003333", "name": "后到"})
+    registry = Registry(ctx.redis, ctx.keys)
+    lookup = registry.rids_of
+
+    def look_up_before_the_other_import_lands(external_ids: Any) -> dict[str, int | None]:
+        found = lookup(external_ids)
+        Registry(ctx.redis, ctx.keys).upsert([newcomer.model_copy(update={"name": "先到"})])
+        return found
+
+    registry.rids_of = look_up_before_the_other_import_lands  # type: ignore[method-assign]
+    assert registry.upsert([newcomer]) == {"created": 0, "updated": 1}
+
+    members = Registry(ctx.redis, ctx.keys).load(rid for rid, _, _ in registry.members(COMMUNITY))
+    assert [e.name for e in members.values() if e.external_id == "new-1"] == ["后到"]
