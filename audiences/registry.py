@@ -126,14 +126,16 @@ class Registry:
         self.keys = keys
 
     def _script(self, source: str, items: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Run a bulk script over ``items`` (tuples of its arguments), a few thousand per call."""
+        """Run a bulk script over ``items`` (tuples of its arguments), a few thousand per call, all
+        calls in one round trip."""
+        if not items:
+            return []
         script = self.client.register_script(source)
-        out: list[Any] = []
-        for i in range(0, len(items), _SCRIPT_ITEMS):
-            reply = script(args=[a for item in items[i : i + _SCRIPT_ITEMS] for a in item])
-            if isinstance(reply, list):
-                out += reply
-        return out
+        with self.client.pipeline(transaction=False) as pipe:
+            for i in range(0, len(items), _SCRIPT_ITEMS):
+                script(args=[a for item in items[i : i + _SCRIPT_ITEMS] for a in item], client=pipe)
+            replies = pipe.execute()
+        return [value for reply in replies if isinstance(reply, list) for value in reply]
 
     # Reading
     def rids_of(self, external_ids: Sequence[str]) -> dict[str, int | None]:
