@@ -1,4 +1,5 @@
-"""Writing registry entries: records, the external-id and phone indexes, and each committee's members index.
+"""Writing registry entries: records, the external-id, phone and push-token indexes, and each committee's
+members index.
 
 Two ways in, one layout. ``upsert`` rebuilds every touched committee's members index from the
 records (what imports need: any committee may already hold people). ``bulk_load`` packs the
@@ -28,6 +29,7 @@ from audiences.residents import (
     unpack_members,
 )
 from broadcast.keys import Keys, as_bytes, as_text
+from broadcast.models import ChannelKind
 
 _PIPELINE_COMMANDS = 5000  # commands sent per round trip when writing in bulk
 _SCRIPT_ITEMS = 2000  # fields read or written per script call (a few milliseconds of Redis time)
@@ -42,6 +44,10 @@ return out
 _HSET_MANY = """
 for i = 1, #ARGV, 3 do redis.call('HSET', ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
 return #ARGV / 3
+"""
+_HDEL_MANY = """
+for i = 1, #ARGV, 2 do redis.call('HDEL', ARGV[i], ARGV[i + 1]) end
+return #ARGV / 2
 """
 # A new external id is claimed, not overwritten: if another import claimed it meanwhile, its rid wins.
 _CLAIM = """
@@ -234,9 +240,11 @@ class Registry:
         old: dict[int, Resident],
         unshared_phones: bool,
     ) -> None:
-        """Records, external ids and phones; a phone that several entries share lists all their rids."""
+        """Records, phones and push tokens; a phone that several entries share lists all their rids."""
         k = self.keys
         links: list[tuple[str, str, int, str]] = []
+        tokens_added: list[tuple[str, str, int]] = []
+        tokens_dropped: list[tuple[str, str]] = []
         by_bucket: dict[str, dict[str, str]] = {}
         for rid, entry, profile in zip(rids, entries, profiles, strict=True):
             before = old.get(rid)
@@ -244,6 +252,9 @@ class Registry:
                 links.append((k.resident_by_phone(before.phone), before.phone, rid, "-"))
             if entry.phone and (before is None or before.phone != entry.phone):
                 links.append((k.resident_by_phone(entry.phone), entry.phone, rid, "+"))
+            known = set(before.push_tokens) if before is not None else set()
+            tokens_dropped += [(k.resident_by_push_token(t), t) for t in known - set(entry.push_tokens)]
+            tokens_added += [(k.resident_by_push_token(t), t, rid) for t in entry.push_tokens if t not in known]
             by_bucket.setdefault(k.resident_bucket(rid), {})[str(rid)] = encode_record(entry, profile)
         with bulk_pipeline(self.client) as pipe:
             for key, mapping in by_bucket.items():
@@ -252,6 +263,8 @@ class Registry:
             self._script(_HSET_MANY, [(key, phone, rid) for key, phone, rid, _ in links])
         else:
             self._script(_PHONE_LINKS, links)
+        self._script(_HDEL_MANY, tokens_dropped)
+        self._script(_HSET_MANY, tokens_added)
 
     def _write_members(self, pipe: Any, community: str, members: list[tuple[int, Resident, int]]) -> None:
         """Pack a committee's members index (and its places and census) from its entries."""
@@ -311,8 +324,26 @@ class Registry:
         self._script(
             _PHONE_LINKS, [(k.resident_by_phone(e.phone), e.phone, rid, "-") for rid, e in records.items() if e.phone]
         )
+        self._script(_HDEL_MANY, [(k.resident_by_push_token(t), t) for e in records.values() for t in e.push_tokens])
         self.rebuild_members({e.community for e in records.values()})
         return len(records)
+
+    def forget_push_tokens(self, tokens: dict[int, str]) -> int:
+        """Drop push tokens the provider no longer knows (rid → token); returns how many were dropped.
+
+        Someone left without a token stops having push among their channels, so the next alert
+        goes straight to their next channel.
+        """
+        changed: list[Resident] = []
+        for rid, entry in self.load(tokens).items():
+            if tokens[rid] not in entry.push_tokens:
+                continue
+            remaining = [t for t in entry.push_tokens if t != tokens[rid]]
+            channels = entry.channels if remaining else [c for c in entry.channels if c is not ChannelKind.push]
+            changed.append(entry.model_copy(update={"push_tokens": remaining, "channels": channels}))
+        if changed:
+            self.upsert(changed)
+        return len(changed)
 
     def residents_of(self, community: str) -> dict[str, Resident]:
         """The committee's residents (not key-unit contacts or volunteers), by external id."""

@@ -166,6 +166,13 @@ class Resident(BaseModel):
         """Roster order inside a committee: place (so grid too), room, then id."""
         return (self.place, _room_key(self.room), rid)
 
+    def to_record(self) -> str:
+        return encode_record(self)
+
+    @classmethod
+    def from_record(cls, raw: bytes | str) -> Resident:
+        return decode_record(raw)
+
 
 def encode_record(entry: Resident, profile: int | None = None) -> str:
     """The stored form: [external id, name, phone, place, room, profile, push tokens…].

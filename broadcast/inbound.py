@@ -112,12 +112,15 @@ class Inbox:
             return EventKind.acknowledged
         return None
 
-    async def find_recipient(self, entries: dict[int, Resident]) -> tuple[str, int] | None:
-        """The most recent active alert whose roster holds one of these entries (a phone's), and the ordinal."""
+    async def find_recipient(
+        self, entries: dict[int, Resident], alert_ids: list[str] | None = None
+    ) -> tuple[str, int] | None:
+        """The latest active alert (of ``alert_ids``, or any) whose roster holds one of these entries
+        (everyone a phone or device names), with the ordinal."""
         now = self.ctx.clock.now()
-        recent = await self.client.zrevrange(self.keys.alerts_active, 0, 20)
-        for raw_id in recent:
-            alert_id = as_text(raw_id)
+        if alert_ids is None:
+            alert_ids = [as_text(a) for a in await self.client.zrevrange(self.keys.alerts_active, 0, 20)]
+        for alert_id in alert_ids:
             alert = await self.alert(alert_id)
             if alert is None or not alert.is_active(now):
                 continue

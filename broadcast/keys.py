@@ -6,13 +6,14 @@ names carry the namespace too.
 
 Registry (lives until changed). Small hashes are bucketed so that Redis keeps them in its compact
 listpack encoding (at most 128 entries by default since Redis 7): 128 records a bucket, and the
-phone and external-id indexes spread over ``INDEX_BUCKETS`` buckets by CRC-32.
+phone, push-token and external-id indexes spread over ``INDEX_BUCKETS`` buckets by CRC-32.
     {ns}:areas                      hash   area code -> JSON {name, level, parent}: official units, grids, buildings
     {ns}:areas:version              string bumped on every area load (caches compare it)
     {ns}:res:next                   string last registry id (rid) handed out (INCR)
     {ns}:res:{rid >> 7}             hash   rid -> compact record (see audiences.residents.encode_record)
     {ns}:res:ext:{crc32 % B}        hash   external id -> rid
     {ns}:res:phone:{crc32 % B}      hash   E.164 phone -> rid, or several rids joined by spaces (a shared phone)
+    {ns}:res:push:{crc32 % B}       hash   push token (registration id) -> rid
     {ns}:members:{community}        string the community's registry entries in roster order, packed
                                            8 bytes each: rid u32, place number u16, profile u16
     {ns}:places:{community}         string JSON list of the community's places, sorted: building codes, and
@@ -98,6 +99,9 @@ class Keys:
 
     def resident_by_phone(self, phone: str) -> str:
         return f"{self.ns}:res:phone:{index_bucket(phone)}"
+
+    def resident_by_push_token(self, token: str) -> str:
+        return f"{self.ns}:res:push:{index_bucket(token)}"
 
     def members(self, community: str) -> str:
         return f"{self.ns}:members:{community}"

@@ -13,7 +13,7 @@ from audiences.census import community_census
 from audiences.key_units import Contact, KeyUnit, KeyUnitKind, store_key_units
 from audiences.population import Population, generate, store_population
 from audiences.registry import Registry
-from audiences.residents import Resident, decode_record, encode_record, phone_rids
+from audiences.residents import Resident, channel_order, decode_record, encode_record, phone_rids
 from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers, volunteers_for
 from broadcast import alerts
 from broadcast.inbound import Inbox, Recorded
@@ -220,3 +220,27 @@ def test_two_imports_creating_the_same_person_make_one_entry(ctx: Any, populatio
 
     members = Registry(ctx.redis, ctx.keys).load(rid for rid, _, _ in registry.members(COMMUNITY))
     assert [e.name for e in members.values() if e.external_id == "new-1"] == ["后到"]
+
+
+def test_push_tokens_name_their_resident_until_forgotten(ctx: Any, population: Population) -> None:
+    registry = Registry(ctx.redis, ctx.keys)
+    resident = next(r for r in population.residents if r.push_tokens)
+    rid = registry.rids_of([resident.external_id])[resident.external_id]
+
+    def owner(token: str) -> bytes | None:
+        return ctx.redis.hget(ctx.keys.resident_by_push_token(token), token)  # type: ignore[no-any-return]
+
+    assert owner(resident.push_tokens[0]) == str(rid).encode()
+    registry.upsert([resident.model_copy(update={"push_tokens": ["jpush-new-device-0001"]})])
+    assert owner(resident.push_tokens[0]) is None and owner("jpush-new-device-0001") == str(rid).encode()
+
+    assert registry.forget_push_tokens({rid: "jpush-new-device-0001"}) == 1  # type: ignore[dict-item]
+    forgotten = registry.by_external_id([resident.external_id])[resident.external_id]
+    assert forgotten.push_tokens == [] and ChannelKind.push not in forgotten.channels
+    assert owner("jpush-new-device-0001") is None
+    profile = next(p for r, _, p in registry.members(resident.community) if r == rid)
+    assert channel_order(profile) == tuple(forgotten.channels), "the members index follows the record"
+
+    other = next(r for r in population.residents if r.push_tokens and r is not resident)
+    registry.remove([other.external_id])
+    assert owner(other.push_tokens[0]) is None
