@@ -229,7 +229,7 @@ def _person(
         tokens: list[str] = []
     else:
         channels = [ChannelKind.push, ChannelKind.sms, ChannelKind.voice]
-        tokens = ["jpush-" + hashlib.sha1(external_id.encode()).hexdigest()[:20]]
+        tokens = [hashlib.sha1(external_id.encode()).hexdigest()[:19]]  # like a JPush registration id
     name = f"{rng.choice(_EN_GIVEN)} {rng.choice(_EN_FAMILY)}" if english else _chinese_name(rng)
     return _RESIDENT.model_copy(
         update={
