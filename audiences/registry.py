@@ -35,7 +35,8 @@ _PIPELINE_COMMANDS = 5000  # commands sent per round trip when writing in bulk
 _SCRIPT_ITEMS = 2000  # fields read or written per script call (a few milliseconds of Redis time)
 
 # Bulk reads and writes of hash fields spread over many small hashes (index buckets): one script
-# call does thousands, where a pipeline would pay a client-side command for each.
+# call does thousands, where a pipeline would pay a client-side command for each. The keys travel
+# as arguments, which one Redis (or a Sentinel pair) allows and Redis Cluster would not.
 _HGET_MANY = """
 local out = {}
 for i = 1, #ARGV, 2 do out[#out + 1] = redis.call('HGET', ARGV[i], ARGV[i + 1]) end
