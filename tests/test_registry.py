@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from audiences.registry import Registry
 from audiences.residents import Resident, channel_order, decode_record, encode_record, phone_rids
 from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers, volunteers_for
 from broadcast import alerts
+from broadcast.cli import main
 from broadcast.inbound import Inbox, Recorded
 from broadcast.keys import Keys
 from broadcast.models import ChannelKind, Level, ReplyEvent
@@ -244,3 +246,27 @@ def test_push_tokens_name_their_resident_until_forgotten(ctx: Any, population: P
     other = next(r for r in population.residents if r.push_tokens and r is not resident)
     registry.remove([other.external_id])
     assert owner(other.push_tokens[0]) is None
+
+
+def test_seeding_is_deterministic_and_a_second_seed_changes_nobody(
+    ctx: Any, tree: AreaTree, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert generate(tree, STREET, 300, seed=7).entries() == generate(tree, STREET, 300, seed=7).entries()
+    assert generate(tree, STREET, 300, seed=7).entries() != generate(tree, STREET, 300, seed=8).entries()
+    monkeypatch.setenv("REDIS_URL", ctx.redis_url)
+    monkeypatch.setenv("BROADCAST_NAMESPACE", ctx.keys.ns)
+    argv = ["seed", "--residents", "300", "--area", STREET, "--seed", "7", "--key-units", "--json"]
+
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["residents"] == 300 and first["created"] == 300 + first["volunteers"] + _contacts(tree)
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (second["created"], second["updated"]) == (0, first["created"])
+
+    assert main(["seed", "--residents", "300", "--area", "310115999000"]) == 2
+    assert "unknown area code 310115999000" in capsys.readouterr().err
+
+
+def _contacts(tree: AreaTree) -> int:
+    return sum(len(u.contacts) for u in generate(tree, STREET, 300, seed=7, key_units=True).key_units)
