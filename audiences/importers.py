@@ -140,6 +140,7 @@ def import_residents(
 
 
 # Buildings (and the grids they sit in)
+_PLAIN_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
 BUILDING_COLUMNS = Columns(
     required=("code", "name"),
     optional=("grid_name",),
@@ -161,8 +162,13 @@ def import_buildings(
         if not re.fullmatch(r"\d{17}", code) or code[12:14] == "00" or code[14:] == "000":
             check.add(row, f"code {code!r} is not a building code (committee + grid 01-99 + 001-999)")
             continue
-        if not name or len(name) > 100:
-            check.add(row, "name: a building needs a name of at most 100 characters")
+        unfit = [
+            column
+            for column, text in (("name", name), ("grid_name", grid_name or "-"))
+            if not _PLAIN_NAME.fullmatch(text)
+        ]
+        if unfit:  # grid_name may be left empty: the grid is then named after its committee
+            check.add(row, f"{unfit[0]}: a name is 1 to 100 characters, without control characters")
             continue
         if not check.community(row, code[:12]):
             continue

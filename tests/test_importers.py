@@ -174,8 +174,10 @@ def test_buildings_volunteers_screens_and_key_units_import(
     grid, placeholder = f"{COMMUNITY}77", "310115503498001001"[:12]
     buildings = [["code", "name", "grid_name"], [f"{grid}001", "新楼1号", "新网格"], [f"{grid}002", "新楼2号", ""]]
     bad = [*buildings, [f"{placeholder}01001", "虚拟楼", ""], ["3101150050017", "短码", ""]]
+    bad.append([f"{grid}003", "楼" * 101, ""])
     code, _, err = cli("buildings", "import", str(write_csv(tmp_path / "b.csv", bad[1:], header=bad[0])))
     assert code != 0 and "line 4: committee 310115503498" in err and "placeholder" in err and "line 5: code" in err
+    assert "line 6: name: a name is 1 to 100 characters" in err
     code, _, err = cli("buildings", "import", str(write_csv(tmp_path / "b.csv", buildings[1:], header=buildings[0])))
     assert code == 0, err
 
