@@ -171,6 +171,9 @@ def store_areas(client: redis.Redis, keys: Keys, areas: Iterable[Area]) -> int:
     return len(mapping)
 
 
+_loaded: dict[str, AreaTree] = {}  # per namespace: the last tree read, with its version
+
+
 @dataclass
 class AreaTree:
     """The whole hierarchy in memory, with the lookups targeting and progress need."""
@@ -206,6 +209,29 @@ class AreaTree:
             pipe.hgetall(keys.areas)
             version, records = pipe.execute()
         return cls.from_records(records, int(version or 0))
+
+    @classmethod
+    def current(cls, client: redis.Redis, keys: Keys) -> AreaTree:
+        """The hierarchy, read again only when an area load has bumped the version since."""
+        version = int(client.get(keys.areas_version) or 0)
+        tree = _loaded.get(keys.ns)
+        if tree is None or tree.version != version:
+            if len(_loaded) >= 4:
+                _loaded.clear()
+            tree = _loaded[keys.ns] = cls.load(client, keys)
+        return tree
+
+    def stats(self) -> dict[str, Any]:
+        """How many areas of each level, of each kind, and how many placeholder committees."""
+        out: dict[str, Any] = {level.value: self.count(level) for level in AreaLevel}
+        for level in (AreaLevel.street, AreaLevel.community):
+            kinds: dict[str, int] = {}
+            for area in self.areas.values():
+                if area.level is level:
+                    kinds[area.kind] = kinds.get(area.kind, 0) + 1
+            out[f"{level.value}_kinds"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+        out["placeholders"] = sum(1 for a in self.areas.values() if a.placeholder)
+        return out
 
     def __contains__(self, code: object) -> bool:
         return code in self.areas

@@ -1,29 +1,40 @@
-"""A synthetic population: plausible, deterministic residents, grids, buildings and volunteers.
+"""A synthetic population: plausible, deterministic residents, grids, buildings, volunteers and key units.
 
 For demos and benchmarks; real deployments import their own registry. Each committee's people
 depend only on (seed, committee), so seeding a street gives the same people as seeding its district.
-Phone numbers are unique across the whole city: the committee's position in the city's list and
-the resident's number inside it make up the digits.
+Phone numbers are unique across the whole city: a prefix per kind of person, the committee's
+position in the city's list and the person's number inside it make up the digits.
+
+Generation streams committee by committee, so a million people never sit in memory at once.
+Generated entries are built without re-validation (their values are valid by construction; the
+tests validate a generated population in full).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from audiences.areas import Area, AreaLevel, AreaTree, building_code, grid_code
-from audiences.residents import Resident
-from audiences.volunteers import Volunteer, VolunteerRole
+import redis
+
+from audiences.areas import Area, AreaLevel, AreaTree, building_code, grid_code, store_areas
+from audiences.key_units import Contact, KeyUnit, KeyUnitKind, store_key_units
+from audiences.registry import Registry
+from audiences.residents import Resident, Role
+from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers
+from broadcast.keys import Keys
 from broadcast.models import ChannelKind, Language
 
 HOUSEHOLDS_PER_GRID = 300
 MAX_PER_COMMUNITY = 10_000
 ENGLISH_SHARE = {"310115": 0.04, "310105": 0.04, "310112": 0.03, "310104": 0.02}  # 浦东, 长宁, 闵行, 徐汇
 ENGLISH_SHARE_ELSEWHERE = 0.005
+BUILDING_LEADER_SHARE = 0.3  # buildings with a 楼组长 of their own
+KEY_UNIT_SHARE = 0.15  # committees with a key unit (school, site, hospital …)
 
 _SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蔡蒋余于杜叶程魏苏吕丁任沈"
@@ -33,16 +44,35 @@ _GIVEN = (
     "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国文辉力林斌宇浩凯俊峰欣怡佳琪梦雪晨阳子涵雨轩思博一诺"
 )
 _EN_GIVEN = ["James", "Mary", "Robert", "Linda", "David", "Sarah", "Thomas", "Emma", "Lukas", "Yuki", "Hana", "Pierre"]
+_HOUSEHOLD_SIZES = (1, 2, 3, 4)
+_HOUSEHOLD_CUMULATIVE = (18, 52, 82, 100)  # 18 % live alone, 34 % in twos, 30 % in threes, 18 % in fours
+# Copying a template costs half of model_construct, and a benchmark makes a million residents.
+_RESIDENT = Resident.model_construct(external_id="", name="", community="", role=Role.resident)
 _EN_FAMILY = ["Smith", "Brown", "Miller", "Wilson", "Martin", "Tanaka", "Kim", "Dubois", "Schmidt", "Rossi"]
 
 
 @dataclass
 class Population:
-    """What the generator made for one area."""
+    """What the generator made for one area (or one committee of it)."""
 
     residents: list[Resident] = field(default_factory=list)
     volunteers: list[Volunteer] = field(default_factory=list)
+    key_units: list[KeyUnit] = field(default_factory=list)
     areas: list[Area] = field(default_factory=list)  # grids and buildings
+
+    def extend(self, other: Population) -> None:
+        self.residents += other.residents
+        self.volunteers += other.volunteers
+        self.key_units += other.key_units
+        self.areas += other.areas
+
+    def entries(self) -> list[Resident]:
+        """Every registry entry: residents, volunteers and key-unit contacts."""
+        return [
+            *self.residents,
+            *(v.entry() for v in self.volunteers),
+            *(e for u in self.key_units for e in u.entries()),
+        ]
 
 
 def city_community_index(tree: AreaTree) -> dict[str, int]:
@@ -61,8 +91,19 @@ def _shares(total: int, weights: list[float]) -> list[int]:
     return parts
 
 
-def generate(tree: AreaTree, area_code: str, residents: int, seed: int = 1) -> Population:
+def generate(tree: AreaTree, area_code: str, residents: int, seed: int = 1, key_units: bool = False) -> Population:
     """Generate ``residents`` people living in ``area_code`` (any level down to committee)."""
+    population = Population()
+    for committee in committees(tree, area_code, residents, seed, key_units):
+        population.extend(committee)
+    return population
+
+
+def committees(
+    tree: AreaTree, area_code: str, residents: int, seed: int = 1, key_units: bool = False
+) -> Iterator[Population]:
+    """The population of ``area_code``, one committee at a time, in code order; key units on request
+    (about one committee in seven gets a school, site, hospital … with one or two contacts)."""
     communities = [a for a in tree.descendants(area_code, AreaLevel.community) if not a.placeholder]
     if not communities:
         raise ValueError(f"area {area_code} has no residential or village committees")
@@ -71,20 +112,21 @@ def generate(tree: AreaTree, area_code: str, residents: int, seed: int = 1) -> P
     if max(counts) > MAX_PER_COMMUNITY:
         raise ValueError(f"more than {MAX_PER_COMMUNITY} residents per committee; choose a larger area")
     index = city_community_index(tree)
-    population = Population()
     for community, n in zip(communities, counts, strict=True):
         if n:
-            _committee(population, community, n, seed, index[community.code])
-    return population
+            population = Population()
+            _committee(population, community, n, seed, index[community.code], key_units)
+            yield population
 
 
-def _committee(pop: Population, community: Area, n: int, seed: int, city_index: int) -> None:
+def _committee(pop: Population, community: Area, n: int, seed: int, city_index: int, key_units: bool) -> None:
     rng = random.Random(f"{seed}:{community.code}")
     english_share = ENGLISH_SHARE.get(community.code[:6], ENGLISH_SHARE_ELSEWHERE)
     households = list(_households(rng, n))
     grids = max(1, math.ceil(len(households) / HOUSEHOLDS_PER_GRID))
     per_grid = math.ceil(len(households) / grids)
     person = 0
+    leaders = 0
     for g in range(grids):
         gcode = grid_code(community.code, g + 1)
         pop.areas.append(Area(gcode, f"{community.name}第{g + 1}网格", AreaLevel.grid, community.code))
@@ -104,31 +146,55 @@ def _committee(pop: Population, community: Area, n: int, seed: int, city_index: 
                         _person(rng, community.code, gcode, bcode, room, city_index, person, english, alone)
                     )
                     person += 1
-        pop.volunteers.append(
-            Volunteer(
-                id=f"v-{gcode}",
-                name=_chinese_name(rng),
-                phone=_phone("137", city_index, g),
-                role=VolunteerRole.grid_worker,
+            if rng.random() < BUILDING_LEADER_SHARE:
+                pop.volunteers.append(
+                    _volunteer(rng, f"b-{bcode}", "135", city_index, leaders, VolunteerRole.building_leader, community)
+                )
+                pop.volunteers[-1].buildings.append(bcode)
+                leaders += 1
+        pop.volunteers.append(_volunteer(rng, f"v-{gcode}", "137", city_index, g, VolunteerRole.grid_worker, community))
+        pop.volunteers[-1].grids.append(gcode)
+    pop.volunteers.append(
+        _volunteer(rng, f"w-{community.code}", "136", city_index, 0, VolunteerRole.community_worker, community)
+    )
+    if key_units and rng.random() < KEY_UNIT_SHARE:
+        kind = rng.choice(list(KeyUnitKind)[:-1])
+        contacts = [
+            Contact.model_construct(name=_chinese_name(rng), phone=_phone("138", city_index, k), title=title)
+            for k, title in enumerate(("负责人", "安全员")[: rng.choice((1, 2))])
+        ]
+        pop.key_units.append(
+            KeyUnit.model_construct(
+                id=f"ku-{community.code}",
+                name=f"{community.name}{kind.zh}",
+                kind=kind,
                 community=community.code,
-                grids=[gcode],
+                grid=grid_code(community.code, 1),
+                building=None,
+                address="",
+                contacts=contacts,
             )
         )
-    pop.volunteers.append(
-        Volunteer(
-            id=f"w-{community.code}",
-            name=_chinese_name(rng),
-            phone=_phone("136", city_index, 0),
-            role=VolunteerRole.community_worker,
-            community=community.code,
-        )
+
+
+def _volunteer(
+    rng: random.Random, vid: str, prefix: str, city_index: int, k: int, role: VolunteerRole, community: Area
+) -> Volunteer:
+    return Volunteer.model_construct(
+        id=vid,
+        name=_chinese_name(rng),
+        phone=_phone(prefix, city_index, k),
+        role=role,
+        community=community.code,
+        grids=[],
+        buildings=[],
     )
 
 
 def _households(rng: random.Random, n: int) -> Iterator[int]:
     left = n
     while left:
-        size = min(left, rng.choices((1, 2, 3, 4), weights=(18, 34, 30, 18))[0])
+        size = min(left, rng.choices(_HOUSEHOLD_SIZES, cum_weights=_HOUSEHOLD_CUMULATIVE)[0])
         left -= size
         yield size
 
@@ -138,7 +204,8 @@ def _phone(prefix: str, city_index: int, k: int) -> str:
 
 
 def _chinese_name(rng: random.Random) -> str:
-    return rng.choice(_SURNAMES) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
+    # choices() draws with one random() call each; choice() loops on getrandbits: this runs a million times.
+    return "".join(rng.choices(_SURNAMES)) + "".join(rng.choices(_GIVEN, k=1 if rng.random() < 0.5 else 2))
 
 
 def _person(
@@ -162,39 +229,75 @@ def _person(
         tokens: list[str] = []
     else:
         channels = [ChannelKind.push, ChannelKind.sms, ChannelKind.voice]
-        tokens = ["jpush-" + hashlib.sha1(external_id.encode()).hexdigest()[:20]]
+        tokens = [hashlib.sha1(external_id.encode()).hexdigest()[:19]]  # like a JPush registration id
     name = f"{rng.choice(_EN_GIVEN)} {rng.choice(_EN_FAMILY)}" if english else _chinese_name(rng)
-    return Resident(
-        external_id=external_id,
-        name=name,
-        phone=_phone("139", city_index, k),
-        language=Language.en if english else Language.zh,
-        community=community,
-        grid=grid,
-        building=building,
-        room=room,
-        elderly=elderly,
-        elderly_alone=elderly_alone,
-        disability=disability,
-        no_smartphone=no_smartphone,
-        channels=channels,
-        push_tokens=tokens,
+    return _RESIDENT.model_copy(
+        update={
+            "external_id": external_id,
+            "name": name,
+            "phone": _phone("139", city_index, k),
+            "language": Language.en if english else Language.zh,
+            "community": community,
+            "grid": grid,
+            "building": building,
+            "room": room,
+            "elderly": elderly,
+            "elderly_alone": elderly_alone,
+            "disability": disability,
+            "no_smartphone": no_smartphone,
+            "channels": channels,
+            "push_tokens": tokens,
+        }
     )
 
 
-def store_population(client: Any, keys: Any, population: Population, chunk: int = 5000) -> dict[str, int]:
-    """Write a generated population to the registry (upsert by external id)."""
-    from audiences.areas import store_areas
-    from audiences.residents import Registry
-    from audiences.volunteers import store_volunteers
+def store_population(
+    client: redis.Redis, keys: Keys, population: Population | Iterable[Population], chunk: int = 50_000
+) -> dict[str, int]:
+    """Write a generated population to the registry through the bulk path (upsert by external id).
 
-    store_areas(client, keys, population.areas)
+    Accepts one population or a stream of them (``committees``), written ``chunk`` people at a time.
+    """
     registry = Registry(client, keys)
-    totals = {"created": 0, "updated": 0}
-    residents = sorted(population.residents, key=lambda r: r.community)
-    for i in range(0, len(residents), chunk):
-        result = registry.upsert(residents[i : i + chunk])
-        totals["created"] += result["created"]
-        totals["updated"] += result["updated"]
-    store_volunteers(client, keys, population.volunteers)
-    return {**totals, "volunteers": len(population.volunteers), "areas": len(population.areas)}
+    # Into an empty registry every generated person is new: generated ids and phones never repeat.
+    new = not client.exists(keys.resident_next)
+    totals = {"created": 0, "updated": 0, "residents": 0, "volunteers": 0, "key_units": 0, "areas": 0}
+    parts = _chunks([population] if isinstance(population, Population) else population, chunk)
+    for part in _without_cycle_collection(parts):
+        store_areas(client, keys, part.areas)
+        result = registry.bulk_load(part.entries(), new=new)
+        store_volunteers(client, keys, part.volunteers, register=False)
+        store_key_units(client, keys, part.key_units, register=False)
+        for name, value in (
+            *result.items(),
+            ("residents", len(part.residents)),
+            ("volunteers", len(part.volunteers)),
+            ("key_units", len(part.key_units)),
+            ("areas", len(part.areas)),
+        ):
+            totals[name] += value
+    return totals
+
+
+def _without_cycle_collection(parts: Iterator[Population]) -> Iterator[Population]:
+    """Seeding allocates millions of small objects that hold no reference cycles; the cyclic
+    collector would walk them again and again (a quarter of the time). Reference counting still
+    frees every chunk once it is written."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield from parts
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _chunks(parts: Iterable[Population], size: int) -> Iterator[Population]:
+    pending = Population()
+    for part in parts:
+        pending.extend(part)
+        if len(pending.residents) >= size:
+            yield pending
+            pending = Population()
+    if pending.residents or pending.areas:
+        yield pending

@@ -1,35 +1,15 @@
-"""Targeting: from areas, groups and exclusions to the committees and buildings a roster covers."""
+"""Targeting: from area codes and exclusions to the committees, and the places in them, a roster covers.
+
+Which people inside those places are in (groups, opt-outs) is the audience's rule (``groups``);
+the selection pass (``selection``) applies both.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from audiences.areas import LEVEL_ORDER, AreaLevel, AreaTree
-from audiences.residents import (
-    ELDERLY,
-    ELDERLY_ALONE,
-    ENGLISH,
-    HEARING,
-    MOBILITY,
-    NO_SMARTPHONE,
-    SIGHT,
-    VULNERABLE,
-)
 from broadcast.models import Target
-
-# Groups derived from residents' flags: a resident belongs if any of the group's bits is set.
-FLAG_GROUPS: dict[str, int] = {
-    "vulnerable": VULNERABLE,
-    "elderly": ELDERLY,
-    "elderly_alone": ELDERLY_ALONE,
-    "disability": HEARING | SIGHT | MOBILITY,
-    "hearing": HEARING,
-    "sight": SIGHT,
-    "mobility": MOBILITY,
-    "no_smartphone": NO_SMARTPHONE,
-    "english": ENGLISH,
-}
 
 
 class TargetError(ValueError):
@@ -48,33 +28,20 @@ class CommunitySelection:
     include_prefixes: list[str] = field(default_factory=list)  # empty: the whole committee
     exclude_prefixes: list[str] = field(default_factory=list)
 
-    def covers(self, building: str) -> bool:
-        if self.include_prefixes and not building.startswith(tuple(self.include_prefixes)):
+    def covers(self, place: str) -> bool:
+        """Whether a place of the committee (building, grid or the committee itself) is in."""
+        if self.include_prefixes and not place.startswith(tuple(self.include_prefixes)):
             return False
-        return not building.startswith(tuple(self.exclude_prefixes)) if self.exclude_prefixes else True
-
-
-def group_mask(groups: Sequence[str]) -> int:
-    """The profile bits a resident needs one of; 0 means everyone."""
-    unknown = [g for g in groups if g not in FLAG_GROUPS]
-    if unknown:
-        raise TargetError(
-            f"unknown group(s): {', '.join(unknown)}; known: {', '.join(sorted(FLAG_GROUPS))}", "target.groups"
-        )
-    mask = 0
-    for g in groups:
-        mask |= FLAG_GROUPS[g]
-    return mask
+        return not place.startswith(tuple(self.exclude_prefixes)) if self.exclude_prefixes else True
 
 
 def resolve(tree: AreaTree, target: Target) -> list[CommunitySelection]:
     """The committees a target reaches, in roster (code) order, each with its building filter."""
-    unknown = tree.unknown(target.areas)
-    if unknown:
-        raise TargetError(f"unknown area code(s): {', '.join(unknown)}", "target.areas")
-    unknown = tree.unknown(target.exclude)
-    if unknown:
-        raise TargetError(f"unknown area code(s) to exclude: {', '.join(unknown)}", "target.exclude")
+    unknown, unknown_excluded = tree.unknown(target.areas), tree.unknown(target.exclude)
+    if unknown or unknown_excluded:
+        named = [f"unknown area code(s): {', '.join(unknown)}"] if unknown else []
+        named += [f"unknown area code(s) to exclude: {', '.join(unknown_excluded)}"] if unknown_excluded else []
+        raise TargetError("; ".join(named), "target.areas" if unknown else "target.exclude")
     community_rank = LEVEL_ORDER.index(AreaLevel.community)
     selections: dict[str, CommunitySelection] = {}
     whole: set[str] = set()

@@ -10,6 +10,7 @@ import redis
 from rq import Retry
 
 from audiences.areas import AreaTree
+from audiences.groups import unknown_groups
 from broadcast.context import CONTROL_QUEUE, Context
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys, as_text
 from broadcast.models import Alert, AlertDraft, AlertStatus, MessageType
@@ -69,6 +70,9 @@ def check_draft(ctx: Context, draft: AlertDraft, tree: AreaTree | None = None) -
     unknown = tree.unknown([*draft.target.areas, *draft.target.exclude])
     if unknown:
         raise AlertError(f"unknown area code(s): {', '.join(unknown)}", status=422, field="target.areas")
+    unknown = unknown_groups(ctx.redis, ctx.keys, draft.target.groups)
+    if unknown:
+        raise AlertError(f"unknown group(s): {', '.join(unknown)}", status=422, field="target.groups")
     from broadcast.compose import check_templates, level_problem
     from channels import check_configured
 

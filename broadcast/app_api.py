@@ -35,11 +35,12 @@ async def app_ack(request: web.Request) -> web.Response:
     body = await read_model(request, AppAck)
     if not verify_app_ack(ctx.secret, body.alert_id, body.ack):
         return error(403, "the confirmation key does not belong to this alert", "ack")
-    raw_rid = await client.hget(ctx.keys.resident_by_push_token, body.registration_id)
+    raw_rid = await client.hget(ctx.keys.resident_by_push_token(body.registration_id), body.registration_id)
     record = await client.hget(ctx.keys.resident_bucket(int(raw_rid)), as_text(raw_rid)) if raw_rid else None
     if record is None:
         return error(404, "this device is not registered to any resident", "registration_id")
-    found = await inbox.find_recipient(int(raw_rid), Resident.from_record(record), [body.alert_id])  # type: ignore[arg-type]
+    rid = int(as_text(raw_rid))
+    found = await inbox.find_recipient({rid: Resident.from_record(record)}, [body.alert_id])
     if found is None:
         return error(404, "this resident is not among the recipients of a current alert with that id", "alert_id")
     alert_id, ordinal = found

@@ -9,11 +9,10 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from pydantic import ValidationError
 
-from audiences.areas import BUNDLED_DIVISIONS, AreaFileError, AreaLevel, AreaTree, read_divisions, store_areas
+from audiences.areas import AreaFileError
 from broadcast import alerts
 from broadcast.context import Context, open_context
 from broadcast.embedded_redis import EmbeddedRedisError, stop_embedded_redis
@@ -26,7 +25,7 @@ class UsageError(Exception):
 
 
 # Modules that add subcommands: each has register(subparsers) setting handler(ctx, args) -> int.
-COMMAND_MODULES: list[str] = ["broadcast.templates_cli"]
+COMMAND_MODULES: list[str] = ["broadcast.templates_cli", "audiences.commands", "broadcast.bench"]
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -137,33 +136,6 @@ def cmd_alert_status(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_areas_load(ctx: Context, args: argparse.Namespace) -> int:
-    areas = read_divisions(Path(args.csv) if args.csv else BUNDLED_DIVISIONS)
-    count = store_areas(ctx.redis, ctx.keys, areas)
-    print(f"loaded {count} areas")
-    return 0
-
-
-def cmd_areas_stats(ctx: Context, args: argparse.Namespace) -> int:
-    tree = AreaTree.load(ctx.redis, ctx.keys)
-    stats = {level.value: tree.count(level) for level in AreaLevel}
-    _print(stats, args.json)
-    return 0
-
-
-def cmd_seed(ctx: Context, args: argparse.Namespace) -> int:
-    from audiences.population import generate, store_population
-
-    if not ctx.redis.exists(ctx.keys.areas):
-        store_areas(ctx.redis, ctx.keys, read_divisions())
-    tree = AreaTree.load(ctx.redis, ctx.keys)
-    if args.area not in tree:
-        raise UsageError(f"unknown area code {args.area}")
-    result = store_population(ctx.redis, ctx.keys, generate(tree, args.area, args.residents, args.seed))
-    _print(result, args.json)
-    return 0
-
-
 def cmd_redis_stop(ctx_settings: Settings) -> int:
     stopped = stop_embedded_redis(ctx_settings.data_dir)
     print("embedded Redis stopped" if stopped else "no embedded Redis was running")
@@ -220,21 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("id")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_alert_status)
-
-    areas = sub.add_parser("areas", help="the area hierarchy").add_subparsers(dest="areas_command", required=True)
-    load = areas.add_parser("load", help="load division codes (default: the bundled Shanghai data)")
-    load.add_argument("csv", nargs="?")
-    load.set_defaults(handler=cmd_areas_load)
-    stats = areas.add_parser("stats", help="how many areas of each level are loaded")
-    stats.add_argument("--json", action="store_true")
-    stats.set_defaults(handler=cmd_areas_stats)
-
-    seed = sub.add_parser("seed", help="generate a synthetic population")
-    seed.add_argument("--residents", type=int, required=True)
-    seed.add_argument("--area", default="310000000000")
-    seed.add_argument("--seed", type=int, default=1)
-    seed.add_argument("--json", action="store_true")
-    seed.set_defaults(handler=cmd_seed)
 
     redis_cmd = sub.add_parser("redis", help="the embedded Redis").add_subparsers(dest="redis_command", required=True)
     redis_cmd.add_parser("stop", help="stop the embedded Redis (its data stays)").set_defaults(handler=None)

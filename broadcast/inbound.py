@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import redis.asyncio
 
-from audiences.residents import Resident
+from audiences.residents import Resident, load_residents, phone_rids
 from broadcast.context import Context
 from broadcast.deliver import channel_failed, load_alert_async
 from broadcast.keys import Keys, as_bytes, as_text
@@ -82,17 +82,12 @@ class Inbox:
 
     async def record_reply(self, event: ReplyEvent) -> Recorded:
         """A text from a resident: find who and for which alert, then what they meant."""
-        raw_rid = await self.client.hget(self.keys.resident_by_phone, event.from_address)
-        if raw_rid is None:
+        rids = phone_rids(await self.client.hget(self.keys.resident_by_phone(event.from_address), event.from_address))
+        entries = await load_residents(self.client, self.keys, rids) if rids else {}
+        if not entries:
             await self.client.hincrby(self.keys.stats, "unmatched_replies", 1)
             return Recorded("unmatched")
-        rid = int(raw_rid)
-        record = await self.client.hget(self.keys.resident_bucket(rid), str(rid))
-        if record is None:
-            await self.client.hincrby(self.keys.stats, "unmatched_replies", 1)
-            return Recorded("unmatched")
-        resident = Resident.from_record(record)
-        found = await self.find_recipient(rid, resident)
+        found = await self.find_recipient(entries)
         if found is None:
             await self.client.hincrby(self.keys.stats, "replies_without_alert", 1)
             return Recorded("no_active_alert")
@@ -118,9 +113,10 @@ class Inbox:
         return None
 
     async def find_recipient(
-        self, rid: int, resident: Resident, alert_ids: list[str] | None = None
+        self, entries: dict[int, Resident], alert_ids: list[str] | None = None
     ) -> tuple[str, int] | None:
-        """The latest active alert (of ``alert_ids``, or any) whose roster holds this resident, with their ordinal."""
+        """The latest active alert (of ``alert_ids``, or any) whose roster holds one of these entries
+        (everyone a phone or device names), with the ordinal."""
         now = self.ctx.clock.now()
         if alert_ids is None:
             alert_ids = [as_text(a) for a in await self.client.zrevrange(self.keys.alerts_active, 0, 20)]
@@ -128,16 +124,17 @@ class Inbox:
             alert = await self.alert(alert_id)
             if alert is None or not alert.is_active(now):
                 continue
-            for area in (resident.building, resident.community):
-                span = await self.client.hget(self.keys.ranges(alert_id), area)
-                if span is None:
-                    continue
-                start, end = (int(x) for x in as_text(span).split(":"))
-                chunk = as_bytes(await self.client.getrange(self.keys.roster(alert_id), start * 4, end * 4 - 1))
-                rids = array("I")
-                rids.frombytes(chunk[: len(chunk) // 4 * 4])
-                try:
-                    return alert_id, start + rids.index(rid)
-                except ValueError:
-                    continue
+            for rid, entry in entries.items():
+                for area in dict.fromkeys((entry.place, entry.community)):
+                    span = await self.client.hget(self.keys.ranges(alert_id), area)
+                    if span is None:
+                        continue
+                    start, end = (int(x) for x in as_text(span).split(":"))
+                    chunk = as_bytes(await self.client.getrange(self.keys.roster(alert_id), start * 4, end * 4 - 1))
+                    rids = array("I")
+                    rids.frombytes(chunk[: len(chunk) // 4 * 4])
+                    try:
+                        return alert_id, start + rids.index(rid)
+                    except ValueError:
+                        continue
         return None

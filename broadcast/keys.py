@@ -4,20 +4,31 @@ All keys start with the namespace (``BROADCAST_NAMESPACE``, default ``bc``), so 
 deployments or test runs can share one Redis. RQ's own keys (``rq:job:…``) are RQ's; our queue
 names carry the namespace too.
 
-Registry (lives until changed)
-    {ns}:areas                      hash   area code -> JSON {name, level, parent}
+Registry (lives until changed). Small hashes are bucketed so that Redis keeps them in its compact
+listpack encoding (at most 128 entries by default since Redis 7): 128 records a bucket, and the
+phone, push-token and external-id indexes spread over ``INDEX_BUCKETS`` buckets by CRC-32.
+    {ns}:areas                      hash   area code -> JSON {name, level, parent}: official units, grids, buildings
     {ns}:areas:version              string bumped on every area load (caches compare it)
-    {ns}:res:next                   string last resident id handed out (INCR)
-    {ns}:res:{rid >> 10}            hash   rid -> resident JSON (1,024 residents a bucket)
-    {ns}:res:ext                    hash   external id -> rid
-    {ns}:res:phone                  hash   E.164 phone -> rid
-    {ns}:res:push                   hash   push token (registration id) -> rid
-    {ns}:members:{community}        string the community's residents in roster order, packed
-                                           8 bytes each: rid u32, building number u16, profile u16
-    {ns}:buildings:{community}      string JSON list of the community's building codes, sorted
-    {ns}:communities                set    communities that have residents
+    {ns}:res:next                   string last registry id (rid) handed out (INCR)
+    {ns}:res:{rid >> 7}             hash   rid -> compact record (see audiences.residents.encode_record)
+    {ns}:res:ext:{crc32 % B}        hash   external id -> rid
+    {ns}:res:phone:{crc32 % B}      hash   E.164 phone -> rid, or several rids joined by spaces (a shared phone)
+    {ns}:res:push:{crc32 % B}       hash   push token (registration id) -> rid
+    {ns}:members:{community}        string the community's registry entries in roster order, packed
+                                           8 bytes each: rid u32, place number u16, profile u16
+    {ns}:places:{community}         string JSON list of the community's places, sorted: building codes, and
+                                           grid or committee codes for people attached to a whole grid
+                                           or committee (volunteers, key units without a building)
+    {ns}:communities                set    communities that have registry entries
+    {ns}:community:counts           hash   community -> JSON {"residents", "key_unit_contacts", "volunteers"}
     {ns}:volunteers                 hash   volunteer id -> volunteer JSON
     {ns}:grid:volunteers:{grid}     set    volunteer ids covering a grid
+    {ns}:building:volunteers:{b}    set    volunteer ids covering a building
+    {ns}:key_units                  hash   key unit id -> key unit JSON (with its contacts)
+    {ns}:screens                    hash   screen id -> screen JSON
+    {ns}:screens:{community}        hash   screen id -> building code, for the screens of one committee
+    {ns}:groups                     hash   custom group name -> JSON {title, size}
+    {ns}:group:{name}               set    rids of a custom group's members
 
 Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:next                 string last alert id handed out (INCR)
@@ -46,9 +57,18 @@ Operations
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
-RESIDENT_BUCKET_BITS = 10
+RESIDENT_BUCKET_BITS = 7
+INDEX_BUCKETS = 1 << 16
+
+
+def index_bucket(text: str) -> int:
+    """The bucket of a phone or external id: CRC-32, stable across processes and versions."""
+    return zlib.crc32(text.encode()) % INDEX_BUCKETS
+
+
 ALERT_RETENTION_SECONDS = 30 * 24 * 3600
 
 
@@ -74,27 +94,28 @@ class Keys:
     def resident_bucket(self, rid: int) -> str:
         return f"{self.ns}:res:{rid >> RESIDENT_BUCKET_BITS}"
 
-    @property
-    def resident_by_external(self) -> str:
-        return f"{self.ns}:res:ext"
+    def resident_by_external(self, external_id: str) -> str:
+        return f"{self.ns}:res:ext:{index_bucket(external_id)}"
 
-    @property
-    def resident_by_phone(self) -> str:
-        return f"{self.ns}:res:phone"
+    def resident_by_phone(self, phone: str) -> str:
+        return f"{self.ns}:res:phone:{index_bucket(phone)}"
 
-    @property
-    def resident_by_push_token(self) -> str:
-        return f"{self.ns}:res:push"
+    def resident_by_push_token(self, token: str) -> str:
+        return f"{self.ns}:res:push:{index_bucket(token)}"
 
     def members(self, community: str) -> str:
         return f"{self.ns}:members:{community}"
 
-    def buildings(self, community: str) -> str:
-        return f"{self.ns}:buildings:{community}"
+    def places(self, community: str) -> str:
+        return f"{self.ns}:places:{community}"
 
     @property
     def communities(self) -> str:
         return f"{self.ns}:communities"
+
+    @property
+    def community_counts(self) -> str:
+        return f"{self.ns}:community:counts"
 
     @property
     def volunteers(self) -> str:
@@ -102,6 +123,27 @@ class Keys:
 
     def grid_volunteers(self, grid: str) -> str:
         return f"{self.ns}:grid:volunteers:{grid}"
+
+    def building_volunteers(self, building: str) -> str:
+        return f"{self.ns}:building:volunteers:{building}"
+
+    @property
+    def key_units(self) -> str:
+        return f"{self.ns}:key_units"
+
+    @property
+    def screens(self) -> str:
+        return f"{self.ns}:screens"
+
+    def community_screens(self, community: str) -> str:
+        return f"{self.ns}:screens:{community}"
+
+    @property
+    def groups(self) -> str:
+        return f"{self.ns}:groups"
+
+    def group(self, name: str) -> str:
+        return f"{self.ns}:group:{name}"
 
     # Alerts
     @property

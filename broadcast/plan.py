@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from rq import Queue, Retry
 
 from audiences.areas import AreaLevel, AreaTree
-from audiences.residents import MEMBER, VULNERABLE, channel_order
-from audiences.targeting import group_mask, resolve
+from audiences.residents import VULNERABLE
+from audiences.selection import NO_CHANNEL, ChannelChooser, select
 from broadcast.alerts import get_alert, set_status
 from broadcast.context import Context, current, level_queue
 from broadcast.keys import ALERT_RETENTION_SECONDS, as_text
-from broadcast.models import Alert, AlertStatus, ChannelKind
+from broadcast.models import Alert, AlertStatus
 
-NO_CHANNEL = "none"  # batches of recipients none of whose channels the alert uses
-_READ_CHUNK = 400  # committees fetched per round trip
 _WRITE_CHUNK = 1 << 22  # roster bytes per SETRANGE
 
 
@@ -49,7 +48,7 @@ class Batch:
         return sum(end - start for start, end in self.ranges)
 
 
-def to_ranges(ordinals: list[int]) -> list[tuple[int, int]]:
+def to_ranges(ordinals: Iterable[int]) -> list[tuple[int, int]]:
     """Sorted ordinals as [start, end) runs: [3,4,5,9] → [(3,6), (9,10)]."""
     runs: list[tuple[int, int]] = []
     for o in ordinals:
@@ -86,51 +85,34 @@ def freeze(ctx: Context, alert: Alert) -> dict[str, int]:
     """Resolve the target to recipients and store the roster, its area ranges and its batches."""
     k, aid = ctx.keys, alert.id
     tree = AreaTree.load(ctx.redis, k)
-    selections = resolve(tree, alert.target)
-    mask = group_mask(alert.target.groups)
-    personal = [c for c in alert.channels if c is not ChannelKind.screen]
-    channel_for: dict[int, str] = {}  # profile → first channel the alert uses, cached per profile value
+    selection = select(ctx.redis, k, tree, alert.target, alert.level, ctx.settings.opt_out_override_levels)
+    choose = ChannelChooser(alert.channels)
 
     rids = array("I")
     ranges: dict[str, list[int]] = {}
     communities: list[list[Any]] = []
-    by_bucket: dict[tuple[bool, str], list[int]] = {}
-    for chunk_start in range(0, len(selections), _READ_CHUNK):
-        chunk = selections[chunk_start : chunk_start + _READ_CHUNK]
-        with ctx.redis.pipeline(transaction=False) as pipe:
-            for sel in chunk:
-                pipe.get(k.members(sel.community))
-                pipe.get(k.buildings(sel.community))
-            raw = pipe.execute()
-        for i, sel in enumerate(chunk):
-            members, buildings_raw = raw[2 * i], raw[2 * i + 1]
-            if not members:
-                continue
-            buildings: list[str] = json.loads(buildings_raw)
-            covered = [sel.covers(b) for b in buildings]
-            start = len(rids)
-            building_ranges: dict[int, list[int]] = {}
-            for rid, bno, profile in MEMBER.iter_unpack(members):
-                if not covered[bno] or (mask and not profile & mask):
-                    continue
-                ordinal = len(rids)
-                rids.append(rid)
-                span = building_ranges.get(bno)
-                if span is None:
-                    building_ranges[bno] = [ordinal, ordinal + 1]
-                else:
-                    span[1] = ordinal + 1
-                channel = channel_for.get(profile)
-                if channel is None:
-                    channel = next((c.value for c in channel_order(profile) if c in personal), NO_CHANNEL)
-                    channel_for[profile] = channel
-                by_bucket.setdefault((bool(profile & VULNERABLE), channel), []).append(ordinal)
-            if len(rids) == start:
-                continue
-            communities.append([sel.community, start])
-            ranges[sel.community] = [start, len(rids)]
-            for bno, span in building_ranges.items():
-                ranges[buildings[bno]] = span
+    by_bucket: dict[tuple[bool, str], array[int]] = {}
+    for committee in selection.members(ctx.redis, k):
+        start = len(rids)
+        communities.append([committee.community, start])
+        place_ranges: dict[int, list[int]] = {}
+        for ordinal, (rid, place, profile) in enumerate(committee.members, start):
+            rids.append(rid)
+            span = place_ranges.get(place)
+            if span is None:
+                place_ranges[place] = [ordinal, ordinal + 1]
+            else:
+                span[1] = ordinal + 1
+            bucket = (bool(profile & VULNERABLE), choose(profile))
+            ordinals = by_bucket.get(bucket)
+            if ordinals is None:
+                ordinals = by_bucket[bucket] = array("I")
+            ordinals.append(ordinal)
+        ranges[committee.community] = [start, len(rids)]
+        for place, span in place_ranges.items():
+            code = committee.places[place]
+            if len(code) > 12:  # a building, or a grid for people attached to the whole grid
+                ranges[code] = span
     _add_enclosing_ranges(tree, ranges)
 
     batches: list[Batch] = []

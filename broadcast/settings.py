@@ -71,6 +71,8 @@ class Settings(BaseSettings):
 
     # Issuing
     approval_levels: list[Level] = [Level.orange, Level.red]
+    # Levels whose warnings reach residents who opted out of warnings that are not life-threatening
+    opt_out_override_levels: list[Level] = [Level.red]
 
     # Sending
     batch_size: int = Field(default=500, ge=1, le=10_000)

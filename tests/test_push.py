@@ -25,7 +25,7 @@ MIXED = [ChannelKind.push, ChannelKind.sms, ChannelKind.voice]
 
 
 def _stored(ctx: Context, external_id: str) -> Resident:
-    rid = as_text(ctx.redis.hget(ctx.keys.resident_by_external, external_id))
+    rid = as_text(ctx.redis.hget(ctx.keys.resident_by_external(external_id), external_id))
     return Resident.from_record(ctx.redis.hget(ctx.keys.resident_bucket(int(rid)), rid) or b"")
 
 
@@ -60,7 +60,7 @@ def test_mixed_population_reaches_everyone_in_their_order(
 
     after = _stored(ctx, gone.external_id)
     assert after.push_tokens == [] and ChannelKind.push not in after.channels, "the unregistered token is dropped"
-    assert ctx.redis.hget(ctx.keys.resident_by_push_token, gone.push_tokens[0]) is None
+    assert ctx.redis.hget(ctx.keys.resident_by_push_token(gone.push_tokens[0]), gone.push_tokens[0]) is None
 
     zh = next(n for n in simulator.delivered if n.data.get("alert_id") == alert_id and "台风" in n.title)
     assert zh.title == "【演练】台风橙色预警" and zh.body and zh.data["level"] == "orange"
