@@ -1,9 +1,13 @@
 """Send one batch: render once per (language, committee), send concurrently, record every outcome.
 
-A batch is idempotent. Before sending, each recipient's ``attempted`` bit is set; after a
-definite answer it is either ``sent`` or cleared. A batch that is run again (a worker was killed)
-skips everyone already sent and counts as *possible duplicates* those whose attempt never got an
-answer: a rare duplicate is better than a missed warning.
+A batch is idempotent. A message is marked ``attempted`` (a window at a time) before it can go
+out; after a definite answer it is either ``sent`` or cleared. A batch that is run again (its
+worker was killed) skips everyone already sent and counts as *possible duplicates* those whose
+attempt never got an answer: a rare duplicate is better than a missed warning.
+
+A batch belongs to a round: round 0 is the alert itself, rounds 1, 2 … are escalation steps that
+reach the same people again on a channel (a call to an unconfirmed elderly resident). Each round
+has its own ``sent``/``attempted`` bitmaps, so a second call is not mistaken for a duplicate.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio
@@ -30,20 +34,48 @@ from broadcast.ratelimit import SharedRateLimit
 from broadcast.settings import Settings
 from broadcast.tokens import app_ack_token, link_token
 from channels import available, channel_class
-from channels.base import UNREGISTERED, Channel, Limiter, NoLimit, OutboundMessage, Outcome, SendResult, Sent
+from channels.base import UNREGISTERED, Channel, OutboundMessage, Outcome, SendResult, Sent
 
-FLUSH_EVERY = 100
+FLUSH_EVERY = 50  # results recorded per round trip …
+FLUSH_SECONDS = 0.25  # … or at least this often
+ATTEMPT_WINDOW = 50  # messages marked "attempted" ahead of sending, per round trip
 RETRY_PAUSE_SECONDS = (0.5, 2.0, 5.0)
 LATER_RETRY_SECONDS = 30
+BATCH_JOB = "broadcast.deliver.deliver_job"
 
 
 class BadConfiguration(RuntimeError):
     """The provider refused our credentials or sender; no message can succeed until it is fixed."""
 
 
-def deliver_job(alert_id: str, channel: str, ranges: list[list[int]]) -> dict[str, Any]:
+def channel_label(kind: ChannelKind, round_: int) -> str:
+    """How bitmaps and counters name a channel in a round: "voice", or "voice.1" for the first escalation."""
+    return kind.value if round_ == 0 else f"{kind.value}.{round_}"
+
+
+def deliver_job(alert_id: str, channel: str, ranges: list[list[int]], round_: int = 0) -> dict[str, Any]:
     """RQ entry point: deliver one batch."""
-    return asyncio.run(deliver(current(), alert_id, channel, [(s, e) for s, e in ranges]))
+    return asyncio.run(deliver(current(), alert_id, channel, [(s, e) for s, e in ranges], round_))
+
+
+async def deliver(
+    ctx: Context, alert_id: str, channel_name: str, ranges: list[tuple[int, int]], round_: int = 0
+) -> dict[str, Any]:
+    """Deliver the batch of ``alert_id`` on ``channel_name`` covering ``ranges`` of ordinals."""
+    client = ctx.async_redis()
+    try:
+        alert = await load_alert_async(client, ctx.keys, alert_id)
+        if alert is None or alert.status is AlertStatus.cancelled or ctx.clock.now() >= alert.expires_at:
+            return BatchReport().as_dict()
+        index = await roster_index(client, ctx.keys, alert_id)
+        if index is None:
+            raise RuntimeError(f"alert {alert_id} has no frozen roster")
+        kind = None if channel_name == NO_CHANNEL else ChannelKind(channel_name)
+        run = BatchRun(ctx, client, alert, index, kind, round_)
+        await run.deliver(expand(ranges))
+        return run.report.as_dict()
+    finally:
+        await client.aclose()
 
 
 async def load_alert_async(client: redis.asyncio.Redis, keys: Keys, alert_id: str) -> Alert | None:
@@ -104,85 +136,256 @@ class BatchReport:
         return self.__dict__.copy()
 
 
-async def deliver(ctx: Context, alert_id: str, channel_name: str, ranges: list[tuple[int, int]]) -> dict[str, Any]:
-    """Deliver the batch of ``alert_id`` on ``channel_name`` covering ``ranges`` of ordinals."""
-    client = ctx.async_redis()
-    try:
-        return (await _deliver(ctx, client, alert_id, channel_name, expand(ranges))).as_dict()
-    finally:
-        await client.aclose()
+class DeliveryGate:
+    """Paces a batch to its account's shared rate, and marks messages "attempted" a window ahead.
+
+    A message is marked before it can go out, in windows of ATTEMPT_WINDOW (one round trip each),
+    so after a crash "attempted but not sent" bounds the possible duplicates to about a window plus
+    the results not yet recorded.
+    """
+
+    def __init__(self, limit: SharedRateLimit | None, ledger: Ledger, state: str, messages: list[OutboundMessage]):
+        self.limit = limit
+        self.ledger = ledger
+        self.state = state
+        self.order = [m.ordinal for m in messages]
+        self.position = {o: i for i, o in enumerate(self.order)}
+        self.marked = 0
+        self._lock = asyncio.Lock()
+
+    async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
+        last = max(self.position[m.ordinal] for m in messages)
+        if last >= self.marked:
+            async with self._lock:
+                if last >= self.marked:
+                    upto = min(len(self.order), max(last + 1, self.marked + ATTEMPT_WINDOW))
+                    await self.ledger.set_bits(self.state, self.order[self.marked : upto])
+                    self.marked = upto
+        if self.limit is not None:
+            await self.limit.take(cost)
+
+    def slow_down(self) -> None:
+        if self.limit is not None:
+            self.limit.slow_down()
 
 
-async def _deliver(
-    ctx: Context, client: redis.asyncio.Redis, alert_id: str, channel_name: str, ordinals: list[int]
-) -> BatchReport:
-    report = BatchReport()
-    keys, settings, now = ctx.keys, ctx.settings, ctx.clock.now()
-    alert = await load_alert_async(client, keys, alert_id)
-    if alert is None or alert.status is AlertStatus.cancelled or now >= alert.expires_at:
-        return report
-    index = await roster_index(client, keys, alert_id)
-    if index is None:
-        raise RuntimeError(f"alert {alert_id} has no frozen roster")
-    ledger = Ledger(client, keys, alert_id)
-    issued_at = alert.issued_at or alert.created_at
+class BatchRun:
+    """One run of one batch (or one provider report) for one alert on one channel and round."""
 
-    if channel_name == NO_CHANNEL:
-        await _unreachable(ledger, index, ordinals, issued_at, now, report)
-        return report
+    def __init__(
+        self,
+        ctx: Context,
+        client: redis.asyncio.Redis,
+        alert: Alert,
+        index: RosterIndex,
+        kind: ChannelKind | None,
+        round_: int = 0,
+    ) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.alert = alert
+        self.index = index
+        self.kind = kind
+        self.round = round_
+        self.label = channel_label(kind, round_) if kind is not None else ""
+        self.ledger = Ledger(client, ctx.keys, alert.id)
+        self.report = BatchReport()
+        self.issued_at = alert.issued_at or alert.created_at
+        self.residents: dict[int, Resident | None] = {}
 
-    kind = ChannelKind(channel_name)
-    already = await ledger.bits(f"sent:{kind.value}", ordinals)
-    todo = [o for o, done in zip(ordinals, already, strict=True) if not done]
-    report.skipped_already_sent = len(ordinals) - len(todo)
-    if not todo:
-        return report
-    in_flight = await ledger.bits(f"attempted:{kind.value}", todo)
-    report.possible_duplicates = sum(in_flight)
-    await ledger.count("duplicates", report.possible_duplicates)
+    def pairs(self, ordinals: Iterable[int]) -> list[tuple[int, int]]:
+        return [(o, self.index.community_index(o)) for o in ordinals]
 
-    rids = await read_rids(client, keys, alert_id, todo)
-    residents = await load_residents(client, keys, rids)
-    by_ordinal = {o: residents.get(rid) for o, rid in zip(todo, rids, strict=True)}
-    facts = await area_facts(client, keys, {index.community_of(o) for o in todo}, settings.hotline)
-    validity = int((alert.expires_at - now).total_seconds())
-    # An update or cancel is worded from the alert it changes (升级 / 降级 / 解除).
-    referenced = await load_alert_async(client, keys, alert.references) if alert.references else None
+    async def load_residents(self, ordinals: Sequence[int]) -> None:
+        rids = await read_rids(self.client, self.ctx.keys, self.alert.id, ordinals)
+        records = await load_residents(self.client, self.ctx.keys, rids)
+        self.residents.update({o: records.get(rid) for o, rid in zip(ordinals, rids, strict=True)})
 
-    rendered: dict[tuple[str, str], Rendered] = {}
-    messages: list[OutboundMessage] = []
-    unaddressable: list[int] = []
-    for o in todo:
-        resident = by_ordinal[o]
-        address = _address(resident, kind)
-        if resident is None or address is None:
-            unaddressable.append(o)
-            continue
-        language = resident.language if resident.language in alert.languages else alert.languages[0]
-        community = index.community_of(o)
-        key = (language.value, community)
-        if key not in rendered:
-            rendered[key] = render(alert, language, kind, facts[community], settings, referenced=referenced)
-        text = with_link(rendered[key], confirmation_link(settings, link_token(ctx.secret, alert_id, o)))
-        extra = text.extra
-        if kind is ChannelKind.push:
-            # The app confirms with the alert's id and its signed key (see broadcast.app_api).
-            data = {**dict(extra.get("data", {})), "alert_id": alert_id, "ack": app_ack_token(ctx.secret, alert_id)}
-            extra = {**extra, "data": data}
-        messages.append(OutboundMessage(alert_id, o, address, text.text, language.value, text.parts, validity, extra))
+    async def deliver(self, ordinals: list[int]) -> None:
+        if self.kind is None:
+            await self.unreachable(ordinals)
+            return
+        already = await self.ledger.bits(f"sent:{self.label}", ordinals)
+        todo = [o for o, done in zip(ordinals, already, strict=True) if not done]
+        self.report.skipped_already_sent = len(ordinals) - len(todo)
+        if not todo:
+            return
+        in_flight = await self.ledger.bits(f"attempted:{self.label}", todo)
+        self.report.possible_duplicates = sum(in_flight)
+        await self.ledger.count("duplicates", self.report.possible_duplicates)
+        await self.load_residents(todo)
+        messages, unaddressable = await self.messages(todo)
+        if unaddressable:
+            await self.failed(unaddressable, None)
+        async with channel_class(self.kind, self.ctx.settings)(self.ctx.settings) as channel:
+            leftover = await self.send(channel, messages)
+        if leftover:
+            await self.clear_attempted([m.ordinal for m in leftover])
+            schedule_batches(
+                self.ctx, self.alert, self.kind, [m.ordinal for m in leftover], self.round, LATER_RETRY_SECONDS
+            )
+            self.report.retried_later = len(leftover)
+            await self.ledger.count("retried", len(leftover))
 
-    await ledger.set_bits(f"attempted:{kind.value}", [m.ordinal for m in messages])
-    if unaddressable:
-        await _failed(ctx, ledger, alert, index, kind, unaddressable, by_ordinal, None, now, report)
+    async def messages(self, todo: list[int]) -> tuple[list[OutboundMessage], list[int]]:
+        """One message per reachable recipient, rendered once per (language, committee)."""
+        assert self.kind is not None
+        ctx, alert, settings = self.ctx, self.alert, self.ctx.settings
+        facts = await area_facts(self.client, ctx.keys, {self.index.community_of(o) for o in todo}, settings.hotline)
+        validity = int((alert.expires_at - ctx.clock.now()).total_seconds())
+        # An update or cancel is worded from the alert it changes (升级 / 降级 / 解除).
+        referenced = await load_alert_async(self.client, ctx.keys, alert.references) if alert.references else None
+        rendered: dict[tuple[str, str], Rendered] = {}
+        messages: list[OutboundMessage] = []
+        unaddressable: list[int] = []
+        for o in todo:
+            resident = self.residents.get(o)
+            address = _address(resident, self.kind)
+            if resident is None or address is None:
+                unaddressable.append(o)
+                continue
+            language = resident.language if resident.language in alert.languages else alert.languages[0]
+            community = self.index.community_of(o)
+            key = (language.value, community)
+            if key not in rendered:
+                rendered[key] = render(alert, language, self.kind, facts[community], settings, referenced=referenced)
+            text = with_link(rendered[key], confirmation_link(settings, link_token(ctx.secret, alert.id, o)))
+            extra = text.extra
+            if self.kind is ChannelKind.push:
+                # The app confirms with the alert's id and its signed key (see broadcast.app_api).
+                data = {**dict(extra.get("data", {})), "alert_id": alert.id, "ack": app_ack_token(ctx.secret, alert.id)}
+                extra = {**extra, "data": data}
+            messages.append(
+                OutboundMessage(alert.id, o, address, text.text, language.value, text.parts, validity, extra)
+            )
+        return messages, unaddressable
 
-    async with channel_class(kind, settings)(settings) as channel:
-        leftover = await _send_with_retries(ctx, client, channel, alert, ledger, index, messages, by_ordinal, report)
-    if leftover:
-        await _clear_attempted(ledger, kind, [m.ordinal for m in leftover])
-        _enqueue(ctx, alert, kind.value, [m.ordinal for m in leftover], delay=LATER_RETRY_SECONDS)
-        report.retried_later = len(leftover)
-        await ledger.count("retried", len(leftover))
-    return report
+    async def send(self, channel: Channel, messages: list[OutboundMessage]) -> list[OutboundMessage]:
+        """Send, retrying retryable and throttled messages in place; returns those still unsent."""
+        limit = _rate_limit(self.ctx, self.client, channel)
+        by_ordinal = {m.ordinal: m for m in messages}
+        pending = messages
+        bad_config: SendResult | None = None
+        accepted: list[Sent] = []
+        loop = asyncio.get_running_loop()
+        for attempt in range(self.ctx.settings.send_attempts):
+            gate = DeliveryGate(limit, self.ledger, f"attempted:{self.label}", pending)
+            again: list[OutboundMessage] = []
+            buffer: list[SendResult] = []
+            flushed_at = loop.time()
+            async for result in channel.send(pending, gate):
+                if result.outcome is Outcome.accepted and channel.asks_for_reports:
+                    accepted.append(Sent(result.ordinal, by_ordinal[result.ordinal].address, result.provider_ref or ""))
+                if result.outcome in (Outcome.retryable, Outcome.throttled, Outcome.bad_config):
+                    if result.outcome is Outcome.throttled:
+                        gate.slow_down()
+                    if result.outcome is Outcome.bad_config:
+                        bad_config = result
+                    again.append(by_ordinal[result.ordinal])
+                    continue
+                buffer.append(result)
+                if len(buffer) >= FLUSH_EVERY or loop.time() - flushed_at >= FLUSH_SECONDS:
+                    await self.record(buffer)
+                    buffer, flushed_at = [], loop.time()
+            await self.record(buffer)
+            if bad_config is not None:
+                await self.clear_attempted([m.ordinal for m in again])
+                raise BadConfiguration(
+                    f"{channel.name} refused the request (error {bad_config.error_code}): {bad_config.detail}"
+                )
+            pending = again
+            if not pending:
+                break
+            if attempt + 1 < self.ctx.settings.send_attempts:
+                await asyncio.sleep(RETRY_PAUSE_SECONDS[min(attempt, len(RETRY_PAUSE_SECONDS) - 1)])
+        if accepted:
+            _enqueue_reports(self.ctx, self.alert, channel, accepted)
+        return pending
+
+    async def record(self, results: list[SendResult]) -> None:
+        """Store what the provider said: accepted ones are sent; refused ones have failed."""
+        if not results:
+            return
+        accepted = [r.ordinal for r in results if r.outcome is Outcome.accepted]
+        await self.ledger.mark(
+            EventKind.sent,
+            self.kind,
+            self.pairs(accepted),
+            issued_at=self.issued_at,
+            at=self.ctx.clock.now(),
+            label=self.label,
+        )
+        self.report.sent += len(accepted)
+        codes: dict[int | None, list[int]] = {}
+        for r in results:
+            if r.outcome is not Outcome.accepted:
+                codes.setdefault(r.error_code, []).append(r.ordinal)
+        for code, ordinals in codes.items():
+            await self.failed(ordinals, code)
+
+    async def failed(self, ordinals: list[int], error_code: int | None) -> None:
+        """This channel will not reach them: try each one's next channel, or count them unreachable.
+
+        An escalation round only records the failure: those people are already on a volunteer's list.
+        """
+        assert self.kind is not None
+        _, fresh = await self.ledger.mark(
+            EventKind.failed,
+            self.kind,
+            self.pairs(ordinals),
+            issued_at=self.issued_at,
+            at=self.ctx.clock.now(),
+            recipient_level=False,
+            error_code=error_code,
+            label=self.label,
+        )
+        await self.clear_attempted(ordinals)
+        ordinals = fresh  # a repeated failure report moves nobody on twice
+        self.report.failed += len(ordinals)
+        if self.round or not ordinals:
+            return
+        missing = [o for o in ordinals if o not in self.residents]
+        if missing:
+            await self.load_residents(missing)
+        if self.kind is ChannelKind.push and error_code == UNREGISTERED:
+            await self.forget_push_tokens(ordinals)
+        next_channel: dict[ChannelKind, list[int]] = {}
+        final: list[int] = []
+        for o in ordinals:
+            nxt = next_channel_for(self.residents.get(o), self.alert, self.kind, self.ctx.settings)
+            if nxt is None:
+                final.append(o)
+            else:
+                next_channel.setdefault(nxt, []).append(o)
+        for channel, group in next_channel.items():
+            schedule_batches(self.ctx, self.alert, channel, group)
+            self.report.fallback[channel.value] = self.report.fallback.get(channel.value, 0) + len(group)
+        if final:
+            await self.unreachable(final, counted=True)
+
+    async def forget_push_tokens(self, ordinals: list[int]) -> None:
+        rids = await read_rids(self.client, self.ctx.keys, self.alert.id, ordinals)
+        gone = {
+            rid: resident.push_tokens[0]
+            for o, rid in zip(ordinals, rids, strict=True)
+            if (resident := self.residents.get(o)) is not None and resident.push_tokens
+        }
+        await asyncio.to_thread(Registry(self.ctx.redis, self.ctx.keys).forget_push_tokens, gone)
+
+    async def unreachable(self, ordinals: list[int], counted: bool = False) -> None:
+        """Recipient-level failure: no channel of theirs can reach them; a volunteer must."""
+        await self.ledger.mark(
+            EventKind.failed, None, self.pairs(ordinals), issued_at=self.issued_at, at=self.ctx.clock.now()
+        )
+        if not counted:
+            self.report.failed += len(ordinals)
+
+    async def clear_attempted(self, ordinals: Iterable[int]) -> None:
+        key = self.ledger.bitmap(f"attempted:{self.label}")
+        async with self.client.pipeline(transaction=False) as pipe:
+            for o in ordinals:
+                pipe.setbit(key, o, 0)
+            await pipe.execute()
 
 
 def _address(resident: Resident | None, kind: ChannelKind) -> str | None:
@@ -195,135 +398,14 @@ def _address(resident: Resident | None, kind: ChannelKind) -> str | None:
     return None
 
 
-def _limiter(ctx: Context, client: redis.asyncio.Redis, channel: Channel) -> Limiter:
+def _rate_limit(ctx: Context, client: redis.asyncio.Redis, channel: Channel) -> SharedRateLimit | None:
     spec = channel.rate_limit()
     if spec is None:
-        return NoLimit()
+        return None
     account, rate, burst = spec
     return SharedRateLimit(
         client, ctx.keys.rate_limit(account), ctx.keys.rate_limit_penalty(account), rate, burst, ctx.clock
     )
-
-
-async def _send_with_retries(
-    ctx: Context,
-    client: redis.asyncio.Redis,
-    channel: Channel,
-    alert: Alert,
-    ledger: Ledger,
-    index: RosterIndex,
-    messages: list[OutboundMessage],
-    by_ordinal: dict[int, Resident | None],
-    report: BatchReport,
-) -> list[OutboundMessage]:
-    """Send, retrying retryable and throttled messages in place; returns those still unsent."""
-    limiter = _limiter(ctx, client, channel)
-    by_ord = {m.ordinal: m for m in messages}
-    pending = messages
-    bad_config: SendResult | None = None
-    accepted: list[Sent] = []
-    for attempt in range(ctx.settings.send_attempts):
-        again: list[OutboundMessage] = []
-        buffer: list[SendResult] = []
-        async for result in channel.send(pending, limiter):
-            if result.outcome is Outcome.accepted and channel.asks_for_reports:
-                accepted.append(Sent(result.ordinal, by_ord[result.ordinal].address, result.provider_ref or ""))
-            if result.outcome in (Outcome.retryable, Outcome.throttled):
-                if result.outcome is Outcome.throttled:
-                    limiter.slow_down()
-                again.append(by_ord[result.ordinal])
-                continue
-            if result.outcome is Outcome.bad_config:
-                bad_config = result
-                again.append(by_ord[result.ordinal])
-                continue
-            buffer.append(result)
-            if len(buffer) >= FLUSH_EVERY:
-                await _record(ctx, ledger, alert, index, channel.kind, buffer, by_ordinal, report)
-                buffer = []
-        await _record(ctx, ledger, alert, index, channel.kind, buffer, by_ordinal, report)
-        if bad_config is not None:
-            await _clear_attempted(ledger, channel.kind, [m.ordinal for m in again])
-            raise BadConfiguration(
-                f"{channel.name} refused the request (error {bad_config.error_code}): {bad_config.detail}"
-            )
-        pending = again
-        if not pending:
-            break
-        if attempt + 1 < ctx.settings.send_attempts:
-            await asyncio.sleep(RETRY_PAUSE_SECONDS[min(attempt, len(RETRY_PAUSE_SECONDS) - 1)])
-    if accepted:
-        _enqueue_reports(ctx, alert, channel, accepted)
-    return pending
-
-
-async def _record(
-    ctx: Context,
-    ledger: Ledger,
-    alert: Alert,
-    index: RosterIndex,
-    kind: ChannelKind,
-    results: list[SendResult],
-    by_ordinal: dict[int, Resident | None],
-    report: BatchReport,
-) -> None:
-    if not results:
-        return
-    now = ctx.clock.now()
-    issued_at = alert.issued_at or alert.created_at
-    accepted = [(r.ordinal, index.community_index(r.ordinal)) for r in results if r.outcome is Outcome.accepted]
-    await ledger.mark(EventKind.sent, kind, accepted, issued_at=issued_at, at=now)
-    report.sent += len(accepted)
-    refused = [r for r in results if r.outcome is not Outcome.accepted]
-    codes: dict[int | None, list[int]] = {}
-    for r in refused:
-        codes.setdefault(r.error_code, []).append(r.ordinal)
-    for code, ordinals in codes.items():
-        await _failed(ctx, ledger, alert, index, kind, ordinals, by_ordinal, code, now, report)
-
-
-async def _failed(
-    ctx: Context,
-    ledger: Ledger,
-    alert: Alert,
-    index: RosterIndex,
-    kind: ChannelKind,
-    ordinals: list[int],
-    by_ordinal: dict[int, Resident | None],
-    error_code: int | None,
-    now: datetime,
-    report: BatchReport,
-) -> None:
-    """This channel will not reach them: try each one's next channel, or count them unreachable."""
-    issued_at = alert.issued_at or alert.created_at
-    pairs = [(o, index.community_index(o)) for o in ordinals]
-    _, fresh = await ledger.mark(
-        EventKind.failed, kind, pairs, issued_at=issued_at, at=now, recipient_level=False, error_code=error_code
-    )
-    await _clear_attempted(ledger, kind, ordinals)
-    ordinals = fresh  # a repeated failure report moves nobody on twice
-    report.failed += len(ordinals)
-    next_channel: dict[str, list[int]] = {}
-    final: list[int] = []
-    if kind is ChannelKind.push and error_code == UNREGISTERED and ordinals:
-        rids = await read_rids(ledger.client, ctx.keys, alert.id, ordinals)
-        gone = {
-            rid: resident.push_tokens[0]
-            for o, rid in zip(ordinals, rids, strict=True)
-            if (resident := by_ordinal.get(o)) is not None and resident.push_tokens
-        }
-        await asyncio.to_thread(Registry(ctx.redis, ctx.keys).forget_push_tokens, gone)
-    for o in ordinals:
-        nxt = next_channel_for(by_ordinal.get(o), alert, kind, ctx.settings)
-        if nxt is None:
-            final.append(o)
-        else:
-            next_channel.setdefault(nxt.value, []).append(o)
-    for channel, group in next_channel.items():
-        _enqueue(ctx, alert, channel, group)
-        report.fallback[channel] = report.fallback.get(channel, 0) + len(group)
-    if final:
-        await _mark_unreachable(ledger, index, final, issued_at, now)
 
 
 def next_channel_for(
@@ -337,46 +419,26 @@ def next_channel_for(
     return next((c for c in after if c in alert.channels and available(c, settings)), None)
 
 
-async def _unreachable(
-    ledger: Ledger, index: RosterIndex, ordinals: list[int], issued_at: datetime, now: datetime, report: BatchReport
-) -> None:
-    await _mark_unreachable(ledger, index, ordinals, issued_at, now)
-    report.failed += len(ordinals)
-
-
-async def _mark_unreachable(
-    ledger: Ledger, index: RosterIndex, ordinals: list[int], issued_at: datetime, now: datetime
-) -> None:
-    """Recipient-level failure: no channel of theirs can reach them; a volunteer must."""
-    pairs = [(o, index.community_index(o)) for o in ordinals]
-    await ledger.mark(EventKind.failed, None, pairs, issued_at=issued_at, at=now)
-
-
-async def _clear_attempted(ledger: Ledger, kind: ChannelKind, ordinals: Iterable[int]) -> None:
-    key = ledger.bitmap(f"attempted:{kind.value}")
-    async with ledger.client.pipeline(transaction=False) as pipe:
-        for o in ordinals:
-            pipe.setbit(key, o, 0)
-        await pipe.execute()
-
-
-def _enqueue(ctx: Context, alert: Alert, channel: str, ordinals: list[int], delay: int = 0) -> None:
-    """Queue a follow-up batch (fallback channel, or a later retry) for some recipients."""
+def schedule_batches(
+    ctx: Context, alert: Alert, kind: ChannelKind, ordinals: list[int], round_: int = 0, delay: int = 0
+) -> int:
+    """Queue batches for some recipients (a fallback channel, a later retry, an escalation round)."""
     queue = ctx.queue(level_queue(alert.level, vulnerable=True))
-    kwargs: dict[str, Any] = dict(
-        job_timeout=900,
-        result_ttl=3600,
-        failure_ttl=ALERT_RETENTION_SECONDS,
-        retry=Retry(max=5, interval=[2, 10, 30, 60, 120]),
-    )
-    for i in range(0, len(ordinals), ctx.settings.batch_size):
-        ranges = to_ranges(sorted(ordinals[i : i + ctx.settings.batch_size]))
+    kwargs: dict[str, Any] = {
+        "job_timeout": 900,
+        "result_ttl": 3600,
+        "failure_ttl": ALERT_RETENTION_SECONDS,
+        "retry": Retry(max=5, interval=[2, 10, 30, 60, 120]),
+    }
+    ordered = sorted(ordinals)
+    size = ctx.settings.batch_size
+    for i in range(0, len(ordered), size):
+        args = (alert.id, kind.value, to_ranges(ordered[i : i + size]), round_)
         if delay:
-            queue.enqueue_in(
-                timedelta(seconds=delay), "broadcast.deliver.deliver_job", alert.id, channel, ranges, **kwargs
-            )
+            queue.enqueue_in(timedelta(seconds=delay), BATCH_JOB, *args, **kwargs)
         else:
-            queue.enqueue("broadcast.deliver.deliver_job", alert.id, channel, ranges, **kwargs)
+            queue.enqueue(BATCH_JOB, *args, **kwargs)
+    return (len(ordered) + size - 1) // size
 
 
 async def channel_failed(
@@ -389,13 +451,9 @@ async def channel_failed(
     error_code: int | None,
 ) -> BatchReport:
     """A provider reported that messages did not arrive: record it and move on to the next channel."""
-    rids = await read_rids(client, ctx.keys, alert.id, ordinals)
-    residents = await load_residents(client, ctx.keys, rids)
-    by_ordinal = {o: residents.get(rid) for o, rid in zip(ordinals, rids, strict=True)}
-    report = BatchReport()
-    ledger = Ledger(client, ctx.keys, alert.id)
-    await _failed(ctx, ledger, alert, index, kind, ordinals, by_ordinal, error_code, ctx.clock.now(), report)
-    return report
+    run = BatchRun(ctx, client, alert, index, kind)
+    await run.failed(ordinals, error_code)
+    return run.report
 
 
 def _enqueue_reports(ctx: Context, alert: Alert, channel: Channel, accepted: list[Sent]) -> None:

@@ -125,6 +125,7 @@ class Ledger:
         recipient_level: bool = True,
         method: AckMethod | None = None,
         error_code: int | None = None,
+        label: str | None = None,
     ) -> tuple[int, list[int]]:
         """Record ``event`` for (ordinal, committee index) pairs.
 
@@ -135,7 +136,8 @@ class Ledger:
         """
         if not ordinals:
             return (0, [])
-        channel_key = self.bitmap(f"{event.value}:{channel.value}") if channel is not None else ""
+        name = label or (channel.value if channel is not None else "")
+        channel_key = self.bitmap(f"{event.value}:{name}") if channel is not None else ""
         if event in (EventKind.acknowledged, EventKind.needs_help):
             channel_key = ""  # one confirmation per person, whichever way it came
         recipient_key = self.bitmap(event.value) if recipient_level else ""
@@ -150,7 +152,7 @@ class Ledger:
             extra_off, extra_val = 14, struct.pack(">H", min(error_code, 0xFFFF))
         args: list[str | int | bytes] = [
             event.value,
-            channel.value if channel else "",
+            name,
             slot_off,
             slot_val,
             extra_off,

@@ -105,18 +105,19 @@ class InboundRoute:
     parse: Parser
 
 
-class Limiter(Protocol):
-    """A rate limit shared by every worker sending through one provider account."""
+class Gate(Protocol):
+    """What every provider request passes first: the account's shared rate limit, and the sender's
+    record that these messages are going out (so that a crash leaves a trace of what was in flight)."""
 
-    async def take(self, cost: float) -> None: ...
+    async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None: ...
 
     def slow_down(self) -> None: ...
 
 
-class NoLimit:
-    """No rate limit."""
+class OpenGate:
+    """No rate limit, nothing recorded."""
 
-    async def take(self, cost: float) -> None:
+    async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
         return None
 
     def slow_down(self) -> None:
@@ -174,7 +175,7 @@ class Channel(ABC):
         return None
 
     @abstractmethod
-    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
+    def send(self, messages: Sequence[OutboundMessage], gate: Gate) -> AsyncIterator[SendResult]:
         """Send messages; yield each one's result as soon as it is known."""
 
     def routes(self) -> list[InboundRoute]:
@@ -189,15 +190,15 @@ class Channel(ABC):
 async def send_concurrently(
     messages: Sequence[OutboundMessage],
     send_one: Callable[[OutboundMessage], Awaitable[SendResult]],
-    limiter: Limiter,
+    gate: Gate,
     concurrency: int,
 ) -> AsyncIterator[SendResult]:
-    """Run ``send_one`` over messages with at most ``concurrency`` in flight, within the rate limit."""
-    gate = asyncio.Semaphore(concurrency)
+    """Run ``send_one`` over messages with at most ``concurrency`` in flight, each through the gate."""
+    slots = asyncio.Semaphore(concurrency)
 
     async def guarded(message: OutboundMessage) -> SendResult:
-        async with gate:
-            await limiter.take(message.parts)
+        async with slots:
+            await gate.admit((message,), message.parts)
             return await send_one(message)
 
     tasks = [asyncio.ensure_future(guarded(m)) for m in messages]

@@ -29,7 +29,7 @@ import pytest
 from aiohttp import web
 
 from broadcast.settings import Settings
-from channels.base import Channel, NoLimit, OutboundMessage, Outcome
+from channels.base import Channel, OpenGate, OutboundMessage, Outcome
 from channels.twilio.sms import TwilioSMS
 from channels.twilio.voice import TwilioVoice
 from tests.conftest import ROOT, LoopThread, free_port
@@ -143,7 +143,7 @@ def _settings(prism: str, tmp_path: Path, **extra: object) -> Settings:
 def _send(channel: Channel, messages: list[OutboundMessage]) -> list[tuple[Outcome, str]]:
     async def run() -> list[tuple[Outcome, str]]:
         async with channel:
-            return [(r.outcome, r.detail) async for r in channel.send(messages, NoLimit())]
+            return [(r.outcome, r.detail) async for r in channel.send(messages, OpenGate())]
 
     return asyncio.run(run())
 

@@ -15,7 +15,7 @@ from broadcast.models import ChannelKind
 from broadcast.settings import Settings
 from broadcast.tokens import app_ack_token
 from broadcast.worker import drain
-from channels.base import NoLimit, OutboundMessage, Outcome
+from channels.base import OpenGate, OutboundMessage, Outcome
 from channels.push.fcm import FCM
 from channels.push.jpush import JPush
 from tests.conftest import STREET, Stack
@@ -100,7 +100,7 @@ def _messages(n: int = 3) -> list[OutboundMessage]:
 
 async def _send(channel: JPush | FCM, messages: list[OutboundMessage]) -> list[Outcome]:
     async with channel:
-        return [r.outcome async for r in channel.send(messages, NoLimit())]
+        return [r.outcome async for r in channel.send(messages, OpenGate())]
 
 
 @pytest.mark.parametrize("provider", [JPush, FCM])

@@ -26,7 +26,7 @@ from broadcast.settings import Settings
 from channels.base import (
     UNREGISTERED,
     Channel,
-    Limiter,
+    Gate,
     OutboundMessage,
     Outcome,
     SendResult,
@@ -226,5 +226,5 @@ class FCM(Channel):
         recorded = UNREGISTERED if code == "UNREGISTERED" else status
         return SendResult(message.ordinal, outcome, error_code=recorded, detail=f"{status} {code}")
 
-    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
-        return send_concurrently(messages, self._send_one, limiter, self.settings.send_concurrency)
+    def send(self, messages: Sequence[OutboundMessage], gate: Gate) -> AsyncIterator[SendResult]:
+        return send_concurrently(messages, self._send_one, gate, self.settings.send_concurrency)

@@ -20,7 +20,7 @@ from broadcast.settings import Settings
 from channels.base import (
     UNREGISTERED,
     Channel,
-    Limiter,
+    Gate,
     OutboundMessage,
     Outcome,
     SendResult,
@@ -114,8 +114,8 @@ class JPush(Channel):
                 payload = {}
             return response.status, payload if isinstance(payload, dict) else {}
 
-    async def _push(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> list[SendResult]:
-        await limiter.take(1)
+    async def _push(self, messages: Sequence[OutboundMessage], gate: Gate) -> list[SendResult]:
+        await gate.admit(messages, 1)
         try:
             status, payload = await self._post(
                 f"{self.api_base}/v3/push", push_body(messages, self.settings.jpush_apns_production)
@@ -133,12 +133,12 @@ class JPush(Channel):
             for m in messages
         ]
 
-    async def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
+    async def send(self, messages: Sequence[OutboundMessage], gate: Gate) -> AsyncIterator[SendResult]:
         groups: dict[str, list[OutboundMessage]] = {}
         for m in messages:
             groups.setdefault(json.dumps([m.text, dict(m.extra)], sort_keys=True, ensure_ascii=False), []).append(m)
         chunks = [g[i : i + MAX_AUDIENCE] for g in groups.values() for i in range(0, len(g), MAX_AUDIENCE)]
-        for finished in asyncio.as_completed([self._push(chunk, limiter) for chunk in chunks]):
+        for finished in asyncio.as_completed([self._push(chunk, gate) for chunk in chunks]):
             for result in await finished:
                 yield result
 

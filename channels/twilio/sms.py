@@ -21,11 +21,11 @@ from broadcast.models import ChannelKind, EventKind, RecipientEvent, ReplyEvent
 from broadcast.settings import Settings
 from channels.base import (
     Channel,
+    Gate,
     InboundRejected,
     InboundRequest,
     InboundResult,
     InboundRoute,
-    Limiter,
     OutboundMessage,
     Outcome,
     SendResult,
@@ -140,8 +140,8 @@ class TwilioChannel(Channel):
     async def send_one(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError
 
-    def send(self, messages: Sequence[OutboundMessage], limiter: Limiter) -> AsyncIterator[SendResult]:
-        return send_concurrently(messages, self.send_one, limiter, self.settings.send_concurrency)
+    def send(self, messages: Sequence[OutboundMessage], gate: Gate) -> AsyncIterator[SendResult]:
+        return send_concurrently(messages, self.send_one, gate, self.settings.send_concurrency)
 
     @staticmethod
     def recipient(request: InboundRequest) -> tuple[str, int]:
