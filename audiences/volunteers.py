@@ -87,12 +87,14 @@ def store_volunteers(client: redis.Redis, keys: Keys, volunteers: Sequence[Volun
                     pipe.srem(keys.grid_volunteers(grid), old.id)
                 for building in old.buildings:
                     pipe.srem(keys.building_volunteers(building), old.id)
+                pipe.srem(keys.community_volunteers(old.community), old.id)
         for v in volunteers:
             pipe.hset(keys.volunteers, v.id, v.model_dump_json())
             for grid in v.grids:
                 pipe.sadd(keys.grid_volunteers(grid), v.id)
             for building in v.buildings:
                 pipe.sadd(keys.building_volunteers(building), v.id)
+            pipe.sadd(keys.community_volunteers(v.community), v.id)
         pipe.execute()
     if register:
         Registry(client, keys).upsert([v.entry() for v in volunteers])
@@ -125,6 +127,12 @@ async def volunteers_for(client: redis.asyncio.Redis, keys: Keys, entry: Residen
     ):
         if key is not None:
             ids += [i for i in sorted(as_text(v) for v in await client.smembers(key)) if i not in ids]
+    return await _volunteers(client, keys, ids)
+
+
+async def community_volunteers(client: redis.asyncio.Redis, keys: Keys, community: str) -> list[Volunteer]:
+    """Everyone who follows up in a committee: its grid volunteers and its community workers."""
+    ids = sorted(as_text(i) for i in await client.smembers(keys.community_volunteers(community)))
     return await _volunteers(client, keys, ids)
 
 

@@ -184,6 +184,12 @@ def cancel(ctx: Context, alert_id: str, officer: str, *, origin: str = "cli") ->
     alert = _update(ctx, alert_id, change)
     ctx.redis.zrem(ctx.keys.alerts_active, alert_id)
     audit(ctx, officer, "cancel", alert_id=alert_id, origin=origin)
+    from broadcast.displays import schedule_clear_now
+    from broadcast.escalation import cancel_ladder
+
+    cancel_ladder(ctx, alert_id)
+    if ctx.redis.exists(ctx.keys.alert_screens(alert_id)):
+        schedule_clear_now(ctx, alert_id)
     return alert
 
 

@@ -6,6 +6,7 @@ provider gets its answer, so an acknowledged webhook is a stored event.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import redis.asyncio
 
 from audiences.residents import Resident, load_residents, phone_rids
-from broadcast.context import Context
+from broadcast.context import CONTROL_QUEUE, Context
 from broadcast.deliver import channel_failed, load_alert_async
 from broadcast.keys import Keys, as_bytes, as_text
 from broadcast.ledger import Ledger, roster_index
@@ -74,10 +75,17 @@ class Inbox:
             await channel_failed(self.ctx, self.client, alert, index, event.channel, [event.ordinal], event.error_code)
             return Recorded("failed", alert.id, event.ordinal)
         pair = [(event.ordinal, index.community_index(event.ordinal))]
-        await ledger.mark(event.kind, event.channel, pair, issued_at=issued_at, at=now, method=method or event.method)
+        fresh, _ = await ledger.mark(
+            event.kind, event.channel, pair, issued_at=issued_at, at=now, method=method or event.method
+        )
         if event.kind in (EventKind.acknowledged, EventKind.needs_help):
             # Whoever answers has the message, whatever the delivery report says.
             await ledger.mark(EventKind.delivered, event.channel, pair, issued_at=issued_at, at=now)
+        if event.kind is EventKind.needs_help and fresh and (method or event.method) is not AckMethod.volunteer:
+            # A call for help skips the ladder: the volunteers and the community worker hear of it now.
+            await asyncio.to_thread(
+                self.ctx.queue(CONTROL_QUEUE).enqueue, "broadcast.escalation.help_case_job", alert.id, event.ordinal
+            )
         return Recorded(event.kind.value, alert.id, event.ordinal)
 
     async def record_reply(self, event: ReplyEvent) -> Recorded:

@@ -24,9 +24,11 @@ phone, push-token and external-id indexes spread over ``INDEX_BUCKETS`` buckets 
     {ns}:volunteers                 hash   volunteer id -> volunteer JSON
     {ns}:grid:volunteers:{grid}     set    volunteer ids covering a grid
     {ns}:building:volunteers:{b}    set    volunteer ids covering a building
+    {ns}:community:volunteers:{c}   set    volunteer ids of a committee (its community workers among them)
     {ns}:key_units                  hash   key unit id -> key unit JSON (with its contacts)
     {ns}:screens                    hash   screen id -> screen JSON
     {ns}:screens:{community}        hash   screen id -> building code, for the screens of one committee
+    {ns}:offline-screens            set    screen ids whose last will said "offline" (until they say "online")
     {ns}:groups                     hash   custom group name -> JSON {title, size}
     {ns}:group:{name}               set    rids of a custom group's members
 
@@ -40,12 +42,18 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:{id}:communities     string JSON [[community code, start], …] in roster order
     {ns}:alert:{id}:plan            hash   planned counts: "targeted", "ch:{channel}", "batches"
     {ns}:alert:{id}:batches         list   JSON batch specs {queue, channel, ranges}, in enqueue order
-    {ns}:alert:{id}:bits:{state}    string bitmap by ordinal; state is "{event}" (recipient level)
-                                           or "{event}:{channel}" (per channel), or "attempted:{channel}"
+    {ns}:alert:{id}:bits:{state}    string bitmap by ordinal; state is "{event}" (recipient level),
+                                           "{event}:{channel}" (per channel; "voice.1" for an escalation
+                                           round), "attempted:{channel}", "vulnerable" (frozen with the
+                                           roster) or "closed" (a volunteer settled it in person)
     {ns}:alert:{id}:counts          hash   "{event}" totals, "{event}:{channel}", "{event}@{community#}",
                                            "duplicates", "retried"
     {ns}:alert:{id}:slots           string 16 bytes per ordinal: first sent/delivered/acknowledged
                                            times (u32 seconds after issue), channel, ack method, error code
+    {ns}:alert:{id}:screens         hash   screen id -> state (queued, failed, published, shown)
+    {ns}:alert:{id}:steps           hash   escalation step -> when it ran (each runs once)
+    {ns}:alert:{id}:notices         hash   "{kind}:{volunteer}" -> when they were texted their link
+    {ns}:alert:{id}:outcomes        hash   ordinal -> JSON {outcome, volunteer, at, request}: door-to-door results
 
 Operations
     {ns}:ratelimit:{account}        string GCRA theoretical arrival time for one provider account
@@ -135,6 +143,13 @@ class Keys:
     def screens(self) -> str:
         return f"{self.ns}:screens"
 
+    @property
+    def screens_offline(self) -> str:
+        return f"{self.ns}:offline-screens"
+
+    def community_volunteers(self, community: str) -> str:
+        return f"{self.ns}:community:volunteers:{community}"
+
     def community_screens(self, community: str) -> str:
         return f"{self.ns}:screens:{community}"
 
@@ -183,6 +198,18 @@ class Keys:
 
     def slots(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:slots"
+
+    def alert_screens(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:screens"
+
+    def alert_steps(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:steps"
+
+    def alert_notices(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:notices"
+
+    def alert_outcomes(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:outcomes"
 
     def alert_keys(self, alert_id: str) -> str:
         """A pattern matching every key of one alert (for retention and tests)."""

@@ -124,6 +124,7 @@ class AlertDraft(BaseModel):
     request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{8,80}$")
     msg_type: MessageType = MessageType.alert
     references: str | None = Field(default=None, pattern=r"^\d{1,12}$")
+    door_to_door: bool = False  # yellow and blue: add the volunteers' door-to-door step
 
     @field_validator("channels", "languages")
     @classmethod
@@ -172,6 +173,7 @@ class EventKind(str, Enum):
     failed = "failed"  # this channel will not reach them
     acknowledged = "acknowledged"  # the resident confirmed receipt
     needs_help = "needs_help"  # the resident asked for help
+    closed = "closed"  # a volunteer settled it in person (reached and safe, or moved away)
 
 
 class AckMethod(str, Enum):

@@ -18,11 +18,12 @@ from rq import Queue, Retry
 
 from audiences.areas import AreaLevel, AreaTree
 from audiences.residents import VULNERABLE
+from audiences.screens import screens_for
 from audiences.selection import NO_CHANNEL, ChannelChooser, select
 from broadcast.alerts import get_alert, set_status
 from broadcast.context import Context, current, level_queue
 from broadcast.keys import ALERT_RETENTION_SECONDS, as_text
-from broadcast.models import Alert, AlertStatus
+from broadcast.models import Alert, AlertStatus, ChannelKind
 
 _WRITE_CHUNK = 1 << 22  # roster bytes per SETRANGE
 
@@ -76,6 +77,8 @@ def plan(ctx: Context, alert_id: str) -> dict[str, Any]:
     if not ctx.redis.exists(ctx.keys.roster_communities(alert_id)):
         freeze(ctx, alert)
     queued = enqueue_batches(ctx, alert)
+    if ctx.redis.hsetnx(ctx.keys.plan(alert_id), "followups", 1):
+        _schedule_followups(ctx, alert)
     counts = {as_text(k): int(v) for k, v in ctx.redis.hgetall(ctx.keys.plan(alert_id)).items()}
     set_status(ctx, alert_id, AlertStatus.sending, roster_size=counts.get("targeted", 0))
     return {**counts, "queued_now": queued}
@@ -128,8 +131,24 @@ def freeze(ctx: Context, alert: Alert) -> dict[str, int]:
     for (_, channel), ordinals in by_bucket.items():
         counts[f"ch:{channel}"] = counts.get(f"ch:{channel}", 0) + len(ordinals)
 
-    _store_frozen(ctx, aid, rids.tobytes(), ranges, communities, batches, counts)
+    vulnerable_bits = bytearray((len(rids) + 7) // 8)
+    for (is_vulnerable, _), ordinals in by_bucket.items():
+        if is_vulnerable:
+            for o in ordinals:
+                vulnerable_bits[o >> 3] |= 0x80 >> (o & 7)
+    _store_frozen(ctx, aid, rids.tobytes(), ranges, communities, batches, counts, bytes(vulnerable_bits))
     return counts
+
+
+def _schedule_followups(ctx: Context, alert: Alert) -> None:
+    """What follows the batches, once per alert: the screens of the area, and the escalation ladder."""
+    from broadcast.displays import plan_screens
+    from broadcast.escalation import schedule_ladder
+
+    if ChannelKind.screen in alert.channels:
+        tree = AreaTree.load(ctx.redis, ctx.keys)
+        plan_screens(ctx, alert, screens_for(ctx.redis, ctx.keys, tree, alert.target))
+    schedule_ladder(ctx, alert)
 
 
 def _add_enclosing_ranges(tree: AreaTree, ranges: dict[str, list[int]]) -> None:
@@ -157,6 +176,7 @@ def _store_frozen(
     communities: list[list[Any]],
     batches: list[Batch],
     counts: dict[str, int],
+    vulnerable: bytes,
 ) -> None:
     k = ctx.keys
     ttl = ALERT_RETENTION_SECONDS
@@ -170,7 +190,8 @@ def _store_frozen(
         for i in range(0, len(batches), 1000):
             pipe.rpush(k.batches(aid), *[b.to_json() for b in batches[i : i + 1000]])
         pipe.hset(k.plan(aid), mapping=counts)  # type: ignore[arg-type]
-        for key in (k.roster(aid), k.ranges(aid), k.batches(aid), k.plan(aid)):
+        pipe.set(k.bits(aid, "vulnerable"), vulnerable)
+        for key in (k.roster(aid), k.ranges(aid), k.batches(aid), k.plan(aid), k.bits(aid, "vulnerable")):
             pipe.expire(key, ttl)
         pipe.execute()
     # Written last: its presence means the roster is frozen.

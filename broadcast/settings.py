@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     voice_ring_seconds: int = Field(default=30, ge=5, le=120)
     voice_rate_per_second: float = Field(default=0.0, ge=0)  # calls per second (Twilio CPS); 0: no limit
 
+    # Building screens: their ack and status topics live under this prefix
+    screen_topic_prefix: str = Field(default="bc/screens", pattern=r"^[A-Za-z0-9_./-]{1,100}$")
+
     # App push: JPush (China) or FCM HTTP v1
     push_provider: Literal["jpush", "fcm"] = "jpush"
     jpush_app_key: str | None = None

@@ -155,7 +155,13 @@ def inbound_handler(route: InboundRoute) -> Callable[[web.Request], Awaitable[we
 
 
 # Modules that add routes: each has add_routes(app) using the CTX and REDIS keys above.
-ROUTE_MODULES: list[str] = ["broadcast.app_api", "broadcast.preview", "broadcast.confirm_page", "audiences.api"]
+ROUTE_MODULES: list[str] = [
+    "broadcast.app_api",
+    "broadcast.preview",
+    "broadcast.confirm_page",
+    "audiences.api",
+    "broadcast.followup_pages",
+]
 
 
 def create_app(ctx: Context) -> web.Application:

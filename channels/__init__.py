@@ -9,6 +9,7 @@ from broadcast.settings import Settings
 from channels.base import Channel, InboundRoute
 from channels.push.fcm import FCM
 from channels.push.jpush import JPush
+from channels.screens.display import Screens
 from channels.twilio.sms import TwilioSMS
 from channels.twilio.voice import TwilioVoice
 
@@ -18,6 +19,7 @@ PROVIDERS: dict[str, type[Channel]] = {
     TwilioVoice.name: TwilioVoice,
     JPush.name: JPush,
     FCM.name: FCM,
+    Screens.name: Screens,
 }
 
 
@@ -27,6 +29,7 @@ def provider_name(kind: ChannelKind, settings: Settings) -> str | None:
         ChannelKind.sms: TwilioSMS.name,
         ChannelKind.voice: TwilioVoice.name,
         ChannelKind.push: settings.push_provider,
+        ChannelKind.screen: Screens.name,
     }.get(kind)
 
 

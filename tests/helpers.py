@@ -45,6 +45,12 @@ def issue(ctx: Context, areas: list[str], level: Level = Level.orange, **fields:
     return alert
 
 
+def texts_to(sim: Any, population: Any) -> dict[str, int]:
+    """How many SMS each resident of the population got (messages to volunteers left out)."""
+    phones = {r.phone for r in population.residents}
+    return {phone: n for phone, n in sim.received.items() if phone in phones}
+
+
 def progress(ctx: Context, alert_id: str) -> dict[str, Any]:
     async def fetch() -> dict[str, Any]:
         client = ctx.async_redis()

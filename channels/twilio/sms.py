@@ -171,7 +171,8 @@ class TwilioSMS(TwilioChannel):
             params["messaging_service_sid"] = self.account.messaging_service_sid
         else:
             params["from_"] = self.account.sender
-        params["status_callback"] = status_callback_url(self.settings.public_url, message.alert_id, message.ordinal)
+        if message.ordinal >= 0:  # messages to volunteers carry no recipient of the roster to report on
+            params["status_callback"] = status_callback_url(self.settings.public_url, message.alert_id, message.ordinal)
         if message.validity_seconds:
             params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
         return await self.create(message.ordinal, lambda client: client.messages.create_async(**params))

@@ -1,0 +1,286 @@
+"""The escalation ladder: what happens to residents who have not confirmed, and when.
+
+Each level has its steps (minutes after issue → action). Steps are RQ jobs scheduled at issue time
+with ``enqueue_at``, so they survive restarts of every process; each step runs once (a done-mark
+in Redis), does nothing for a cancelled or expired alert, and acts only on residents who have not
+confirmed by then.
+
+    voice_vulnerable   call unconfirmed vulnerable residents (elderly alone, disabled, no smartphone)
+    volunteer_lists    send each grid volunteer a signed link to their unconfirmed residents
+    community_rollup   send each community worker a signed link to the committee's roll-up
+
+A resident asking for help skips the ladder: their grid volunteers and community workers get an
+SMS at once (``help_case``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import redis.asyncio
+from rq import Retry
+
+from audiences.residents import load_residents
+from audiences.volunteers import Volunteer, VolunteerRole, community_volunteers, volunteers_for, volunteers_for_grid
+from broadcast.catalogue import load_catalogue
+from broadcast.compose import templates_dir
+from broadcast.context import FOLLOWUP_QUEUE, Context, current
+from broadcast.deliver import load_alert_async, read_rids, schedule_batches
+from broadcast.keys import ALERT_RETENTION_SECONDS, Keys, as_bytes, as_text
+from broadcast.ledger import roster_index
+from broadcast.models import Alert, AlertStatus, ChannelKind, Language, Level
+from broadcast.tokens import volunteer_token
+from channels.base import OpenGate, OutboundMessage, Outcome
+from channels.twilio.sms import TwilioSMS
+
+
+def event_name(ctx: Context, alert: Alert) -> str:
+    """The event's Chinese name as messages use it: 台风, 暴雨 …"""
+    wording = load_catalogue(templates_dir(ctx.settings)).entry(alert.event).wording(Language.zh)
+    return wording.name if wording else alert.event.value
+
+
+async def area_names(client: redis.asyncio.Redis, keys: Keys, codes: Sequence[str]) -> dict[str, str]:
+    """Names of areas by code (buildings, grids, committees)."""
+    raw = await client.hmget(keys.areas, list(codes)) if codes else []
+    return {code: json.loads(r)["name"] for code, r in zip(codes, raw, strict=True) if r}
+
+
+class Action(str, Enum):
+    voice_vulnerable = "voice_vulnerable"
+    volunteer_lists = "volunteer_lists"
+    community_rollup = "community_rollup"
+
+
+@dataclass(frozen=True)
+class Step:
+    after_minutes: int
+    action: Action
+
+
+CALL, LISTS, ROLLUP = Action.voice_vulnerable, Action.volunteer_lists, Action.community_rollup
+LADDERS: dict[Level, tuple[Step, ...]] = {
+    Level.red: (Step(10, CALL), Step(15, LISTS), Step(30, ROLLUP)),
+    Level.orange: (Step(20, CALL), Step(30, LISTS), Step(60, ROLLUP)),
+    Level.yellow: (Step(30, CALL), Step(90, ROLLUP)),  # door to door only when the officer asks
+    Level.blue: (Step(120, ROLLUP),),
+}
+
+
+def ladder(alert: Alert) -> tuple[Step, ...]:
+    """The steps for this alert: its level's, with door-to-door lists added when the officer asked."""
+    steps = LADDERS[alert.level]
+    if alert.door_to_door and all(s.action is not Action.volunteer_lists for s in steps):
+        last = max(s.after_minutes for s in steps)
+        steps = tuple(sorted((*steps, Step(last + 15, Action.volunteer_lists)), key=lambda s: s.after_minutes))
+    return steps
+
+
+def step_job_id(keys: Keys, alert_id: str, index: int) -> str:
+    return f"{keys.ns}-{alert_id}-e{index}"
+
+
+def schedule_ladder(ctx: Context, alert: Alert) -> list[datetime]:
+    """Queue each step of the alert's ladder on RQ's scheduler; returns when each will run."""
+    issued_at = alert.issued_at or alert.created_at
+    queue = ctx.queue(FOLLOWUP_QUEUE)
+    times = []
+    for index, step in enumerate(ladder(alert)):
+        at = issued_at + timedelta(minutes=step.after_minutes)
+        queue.enqueue_at(
+            at,
+            "broadcast.escalation.step_job",
+            alert.id,
+            index,
+            job_id=step_job_id(ctx.keys, alert.id, index),
+            retry=Retry(max=3, interval=[10, 30, 60]),
+            result_ttl=ALERT_RETENTION_SECONDS,
+        )
+        times.append(at)
+    return times
+
+
+def step_job(alert_id: str, index: int) -> dict[str, Any]:
+    """RQ entry point: run one step of an alert's ladder."""
+    return asyncio.run(run_step(current(), alert_id, index))
+
+
+async def run_step(ctx: Context, alert_id: str, index: int) -> dict[str, Any]:
+    """Run step ``index`` of the alert's ladder once, for the residents unconfirmed now."""
+    client = ctx.async_redis()
+    try:
+        alert = await load_alert_async(client, ctx.keys, alert_id)
+        if alert is None or alert.status is AlertStatus.cancelled or not alert.is_active(ctx.clock.now()):
+            return {"skipped": "the alert has ended"}
+        steps = ladder(alert)
+        if not 0 <= index < len(steps):
+            return {"skipped": f"no step {index}"}
+        if not await client.hsetnx(ctx.keys.alert_steps(alert_id), str(index), ctx.clock.now().isoformat()):
+            return {"skipped": "already done"}
+        await client.expire(ctx.keys.alert_steps(alert_id), ALERT_RETENTION_SECONDS)
+        action = steps[index].action
+        if action is Action.voice_vulnerable:
+            return await _call_vulnerable(ctx, client, alert)
+        if action is Action.volunteer_lists:
+            return await _notify_volunteers(ctx, client, alert)
+        return await _notify_workers(ctx, client, alert)
+    finally:
+        await client.aclose()
+
+
+async def unconfirmed(client: redis.asyncio.Redis, keys: Keys, alert_id: str, start: int, end: int) -> list[int]:
+    """Ordinals in [start, end) who have neither confirmed, asked for help, nor been reached in person."""
+    async with client.pipeline(transaction=False) as pipe:
+        for state in ("acknowledged", "needs_help", "closed"):
+            pipe.getrange(keys.bits(alert_id, state), start // 8, (end - 1) // 8)
+        maps = [as_bytes(m) for m in await pipe.execute()]
+    out = []
+    for o in range(start, end):
+        i, bit = o // 8 - start // 8, 0x80 >> (o % 8)
+        if not any(i < len(m) and m[i] & bit for m in maps):
+            out.append(o)
+    return out
+
+
+async def _call_vulnerable(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
+    index = await roster_index(client, ctx.keys, alert.id)
+    if index is None:
+        return {"called": 0}
+    waiting = await unconfirmed(client, ctx.keys, alert.id, 0, index.size)
+    vulnerable = as_bytes(await client.get(ctx.keys.bits(alert.id, "vulnerable")) or b"")
+    chosen = [o for o in waiting if o // 8 < len(vulnerable) and vulnerable[o // 8] & (0x80 >> (o % 8))]
+    rids = await read_rids(client, ctx.keys, alert.id, chosen)
+    residents = await load_residents(client, ctx.keys, rids)
+    callable_ = [o for o, rid in zip(chosen, rids, strict=True) if (r := residents.get(rid)) is not None and r.phone]
+    schedule_batches(ctx, alert, ChannelKind.voice, callable_, round_=1)
+    return {"called": len(callable_)}
+
+
+async def _ranges_of(client: redis.asyncio.Redis, keys: Keys, alert_id: str, digits: int) -> dict[str, tuple[int, int]]:
+    """Ordinal ranges of every area of one code length (14: grids, 12: committees) in the roster."""
+    out: dict[str, tuple[int, int]] = {}
+    async for raw_code, raw_span in client.hscan_iter(keys.ranges(alert_id), count=2000):
+        code = as_text(raw_code)
+        if len(code) == digits and (digits != 12 or not code.endswith("000")):
+            start, end = as_text(raw_span).split(":")
+            out[code] = (int(start), int(end))
+    return out
+
+
+async def _notify_volunteers(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
+    notices: list[tuple[Volunteer, int]] = []
+    for grid, (start, end) in sorted((await _ranges_of(client, ctx.keys, alert.id, 14)).items()):
+        waiting = len(await unconfirmed(client, ctx.keys, alert.id, start, end))
+        if waiting:
+            notices += [(v, waiting) for v in await volunteers_for_grid(client, ctx.keys, grid)]
+    sent = await send_notices(ctx, client, alert, notices, "list")
+    return {"volunteers": sent}
+
+
+async def _notify_workers(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
+    notices: list[tuple[Volunteer, int]] = []
+    for community, (start, end) in sorted((await _ranges_of(client, ctx.keys, alert.id, 12)).items()):
+        waiting = len(await unconfirmed(client, ctx.keys, alert.id, start, end))
+        if waiting:
+            workers = await community_volunteers(client, ctx.keys, community)
+            notices += [(w, waiting) for w in workers if w.role is VolunteerRole.community_worker]
+    sent = await send_notices(ctx, client, alert, notices, "rollup")
+    return {"workers": sent}
+
+
+NOTICE = {
+    "list": (
+        "{sig}{drill}{role}{name}：{level}预警已发出，您负责的网格有{n}人未确认收到，请查看名单并电话或上门确认：{link}"
+    ),
+    "rollup": "{sig}{drill}{role}{name}：{level}预警已发出，本社区仍有{n}人未确认，请查看汇总：{link}",
+    "help": "{sig}{drill}求助：{place}{who}需要帮助，请尽快联系或上门。名单：{link}",
+}
+
+
+async def send_notices(
+    ctx: Context,
+    client: redis.asyncio.Redis,
+    alert: Alert,
+    notices: Sequence[tuple[Volunteer, int]],
+    kind: str,
+    place: str = "",
+    who: str = "",
+) -> int:
+    """Text each volunteer their signed link (once per volunteer and kind, unless it is a help case)."""
+    messages: list[OutboundMessage] = []
+    for volunteer, waiting in notices:
+        if kind != "help" and not await client.hsetnx(
+            ctx.keys.alert_notices(alert.id), f"{kind}:{volunteer.id}", ctx.clock.now().isoformat()
+        ):
+            continue
+        path = "/w/" if kind == "rollup" else "/v/"
+        link = f"{ctx.settings.public_url}{path}{volunteer_token(ctx.secret, volunteer.id, alert.id)}"
+        text = NOTICE[kind].format(
+            sig=ctx.settings.sms_signature,
+            drill="【演练】" if alert.exercise else "",
+            role=volunteer.role.value,
+            name=volunteer.name,
+            level=f"{event_name(ctx, alert)}{alert.level.zh}",
+            n=waiting,
+            link=link,
+            place=place,
+            who=who,
+        )
+        messages.append(OutboundMessage(alert.id, -1 - len(messages), volunteer.phone, text))
+    if not messages:
+        return 0
+    await client.expire(ctx.keys.alert_notices(alert.id), ALERT_RETENTION_SECONDS)
+    async with TwilioSMS(ctx.settings) as channel:
+        accepted = [r async for r in channel.send(messages, OpenGate()) if r.outcome is Outcome.accepted]
+    await client.hincrby(ctx.keys.counts(alert.id), f"notices:{kind}", len(accepted))
+    return len(accepted)
+
+
+def help_case_job(alert_id: str, ordinal: int) -> dict[str, Any]:
+    """RQ entry point: someone asked for help; tell their volunteers and community workers now."""
+    return asyncio.run(help_case(current(), alert_id, ordinal))
+
+
+async def help_case(ctx: Context, alert_id: str, ordinal: int) -> dict[str, Any]:
+    client = ctx.async_redis()
+    try:
+        alert = await load_alert_async(client, ctx.keys, alert_id)
+        if alert is None:
+            return {"notified": 0}
+        (rid,) = await read_rids(client, ctx.keys, alert_id, [ordinal])
+        resident = (await load_residents(client, ctx.keys, [rid])).get(rid)
+        if resident is None:
+            return {"notified": 0}
+        helpers: list[Volunteer] = await volunteers_for(client, ctx.keys, resident)
+        helpers += [
+            w
+            for w in await community_volunteers(client, ctx.keys, resident.community)
+            if w.role is VolunteerRole.community_worker and w.id not in {h.id for h in helpers}
+        ]
+        names = await area_names(client, ctx.keys, [resident.place])
+        place = names.get(resident.place, "") + (f" {resident.room}" if resident.room else "")
+        sent = await send_notices(ctx, client, alert, [(h, 1) for h in helpers], "help", place=place, who=resident.name)
+        return {"notified": sent}
+    finally:
+        await client.aclose()
+
+
+def cancel_ladder(ctx: Context, alert_id: str) -> int:
+    """Remove the scheduled steps of a cancelled alert (the steps would skip it anyway)."""
+    from rq.job import Job
+    from rq.registry import ScheduledJobRegistry
+
+    registry = ScheduledJobRegistry(queue=ctx.queue(FOLLOWUP_QUEUE))
+    removed = 0
+    for index in range(len(LADDERS[Level.red]) + 1):
+        job_id = step_job_id(ctx.keys, alert_id, index)
+        if Job.exists(job_id, connection=ctx.redis):
+            registry.remove(job_id, delete_job=True)
+            removed += 1
+    return removed

@@ -1,0 +1,337 @@
+"""Pages for the people who knock on doors: a grid volunteer's work list, a community worker's roll-up.
+
+Both are reached by the signed link texted to them (no login on a phone in the rain). A link works
+for that person and that alert only, and stops working when the alert ends. A volunteer sees only
+the residents of their own grids and buildings; an outcome for anyone else is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from audiences.residents import load_residents
+from audiences.volunteers import Volunteer, VolunteerRole
+from broadcast.deliver import load_alert_async, read_rids
+from broadcast.escalation import area_names
+from broadcast.followup import (
+    Outcome,
+    OutcomeRefused,
+    bit,
+    bitmaps,
+    flags_of,
+    masked,
+    outcomes_of,
+    record_outcome,
+    timeline,
+    work_list,
+)
+from broadcast.keys import as_text
+from broadcast.ledger import roster_index
+from broadcast.models import Alert
+from broadcast.pages import page
+from broadcast.tokens import read_volunteer_token
+from broadcast.web import CTX, INBOX, REDIS, error, validation_error
+
+WORDS: dict[str, dict[str, str]] = {
+    "zh": {
+        "title": "上门确认名单",
+        "drill": "演练",
+        "intro": "以下居民还没有确认收到预警。请电话联系或上门，并记录结果。",
+        "summary": "还有 {n} 人待确认",
+        "reached_safe": "已见到，安全",
+        "not_home": "不在家",
+        "needs_help": "需要帮助",
+        "moved_away": "已搬走",
+        "saved": "已保存：",
+        "waiting": "等待网络，稍后自动发送：",
+        "asked_help": "本人求助，请尽快联系",
+        "offline": "网络不通，记录会在恢复后自动发送。",
+        "noscript": "请开启浏览器的 JavaScript。",
+        "invalid": "这个链接无效",
+        "ended": "这条预警已经结束，名单已关闭。",
+        "rollup": "社区汇总",
+    },
+    "en": {
+        "title": "Door-to-door list",
+        "drill": "DRILL",
+        "intro": "These residents have not confirmed the warning. Call or knock, then record what you found.",
+        "summary": "{n} still to confirm",
+        "reached_safe": "Seen, safe",
+        "not_home": "Not home",
+        "needs_help": "Needs help",
+        "moved_away": "Moved away",
+        "saved": "Saved: ",
+        "waiting": "Waiting for a connection: ",
+        "asked_help": "Asked for help: call them first",
+        "offline": "No connection: your records will be sent when it returns.",
+        "noscript": "Please turn on JavaScript.",
+        "invalid": "This link is not valid",
+        "ended": "This warning has ended; the list is closed.",
+        "rollup": "Committee roll-up",
+    },
+}
+
+
+class OutcomeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ordinal: int = Field(ge=0)
+    outcome: Outcome
+    request_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def _language(request: web.Request) -> str:
+    asked = request.query.get("lang", "zh")
+    return asked if asked in WORDS else "zh"
+
+
+async def _holder(request: web.Request, role: VolunteerRole | None = None) -> tuple[Alert, Volunteer] | web.Response:
+    """The alert and volunteer a link names; or the page (or JSON) saying why it does not work."""
+    ctx, client = request.app[CTX], request.app[REDIS]
+    words = WORDS[_language(request)]
+    wants_json = request.path.endswith((".json", "/outcome")) or "/r/" in request.path
+    found = read_volunteer_token(ctx.secret, request.match_info["token"])
+    alert = await load_alert_async(client, ctx.keys, found[0]) if found else None
+    raw = await client.hget(ctx.keys.volunteers, found[1]) if found else None
+    volunteer = Volunteer.model_validate_json(raw) if raw else None
+    if alert is None or volunteer is None or (role is not None and volunteer.role is not role):
+        if wants_json:
+            return error(404, words["invalid"], "token")
+        return page("message.html", status=404, lang=_language(request), heading=words["invalid"], text="")
+    if not alert.is_active(ctx.clock.now()):
+        if wants_json:
+            return error(410, words["ended"], "token")
+        return page("message.html", status=410, lang=_language(request), heading=words["ended"], text="")
+    return alert, volunteer
+
+
+async def work_list_page(request: web.Request) -> web.Response:
+    found = await _holder(request)
+    if isinstance(found, web.Response):
+        return found
+    alert, volunteer = found
+    lang = _language(request)
+    return page(
+        "worklist.html",
+        lang=lang,
+        words=WORDS[lang],
+        words_json=json.dumps(WORDS[lang], ensure_ascii=False),
+        token=request.match_info["token"],
+        level=alert.level.value,
+        exercise=alert.exercise,
+        heading=f"{WORDS[lang]['title']} · {volunteer.name}",
+    )
+
+
+async def work_list_json(request: web.Request) -> web.Response:
+    found = await _holder(request)
+    if isinstance(found, web.Response):
+        return found
+    alert, volunteer = found
+    ctx, client, lang = request.app[CTX], request.app[REDIS], _language(request)
+    entries = await work_list(client, ctx.keys, alert, volunteer)
+    names = await area_names(client, ctx.keys, sorted({e.resident.place for e in entries}))
+    residents = [
+        {
+            "ordinal": e.ordinal,
+            "name": e.resident.name,
+            "place": " ".join(p for p in (names.get(e.resident.place, ""), e.resident.room) if p),
+            "flags": flags_of(e.resident, lang),
+            "phone": masked(e.resident.phone),
+            "dial": e.resident.phone or "",
+            "state": "needs_help" if e.needs_help else "",
+            "outcome": e.outcome["outcome"] if e.outcome else None,
+            "outcome_at": e.outcome["at"][11:16] if e.outcome else None,
+        }
+        for e in entries
+    ]
+    return web.json_response({"alert": alert.id, "volunteer": volunteer.name, "residents": residents})
+
+
+async def post_outcome(request: web.Request) -> web.Response:
+    found = await _holder(request)
+    if isinstance(found, web.Response):
+        return found
+    alert, volunteer = found
+    ctx, client = request.app[CTX], request.app[REDIS]
+    try:
+        body = OutcomeBody.model_validate(await request.json())
+    except ValueError as exc:
+        if isinstance(exc, ValidationError):
+            return validation_error(exc)
+        return error(400, "the body must be JSON", "body")
+    index = await roster_index(client, ctx.keys, alert.id)
+    assert index is not None
+    try:
+        saved = await record_outcome(
+            ctx, client, request.app[INBOX], alert, index, volunteer, body.ordinal, body.outcome, body.request_id
+        )
+    except OutcomeRefused as refused:
+        return error(refused.status, refused.message, refused.field)
+    return web.json_response({"saved": saved})
+
+
+async def _committee(request: web.Request) -> tuple[Alert, Volunteer, int, int] | web.Response:
+    found = await _holder(request, VolunteerRole.community_worker)
+    if isinstance(found, web.Response):
+        return found
+    alert, worker = found
+    ctx, client = request.app[CTX], request.app[REDIS]
+    span = await client.hget(ctx.keys.ranges(alert.id), worker.community)
+    if span is None:
+        return page("message.html", status=404, lang=_language(request), heading=WORDS["zh"]["invalid"], text="")
+    start, end = (int(x) for x in as_text(span).split(":"))
+    return alert, worker, start, end
+
+
+async def rollup(request: web.Request) -> dict[str, Any] | web.Response:
+    """The committee's figures per grid, and its open help cases."""
+    found = await _committee(request)
+    if isinstance(found, web.Response):
+        return found
+    alert, worker, start, end = found
+    ctx, client = request.app[CTX], request.app[REDIS]
+    grid_codes = [f"{worker.community}{n:02d}" for n in range(1, 100)]
+    spans = await client.hmget(ctx.keys.ranges(alert.id), grid_codes)
+    grids: list[tuple[str, int, int]] = []
+    for code, span in zip(grid_codes, spans, strict=True):
+        if span is not None:
+            lo, hi = as_text(span).split(":")
+            grids.append((code, int(lo), int(hi)))
+    states = ("acknowledged", "needs_help", "closed", "failed")
+    maps = await bitmaps(client, ctx.keys, alert.id, states, start, end)
+    names = await area_names(client, ctx.keys, [worker.community, *(g[0] for g in grids)])
+    rows = []
+    for code, g_start, g_end in grids:
+        counts = {s: sum(bit(maps[s], start, o) for o in range(g_start, g_end)) for s in states}
+        waiting = sum(
+            1
+            for o in range(g_start, g_end)
+            if not (bit(maps["acknowledged"], start, o) or bit(maps["closed"], start, o))
+        )
+        targeted = g_end - g_start
+        rows.append(
+            {
+                "grid": code,
+                "name": names.get(code, code),
+                "targeted": targeted,
+                **counts,
+                "waiting": waiting,
+                "rate": round(counts["acknowledged"] / targeted, 3) if targeted else 0.0,
+            }
+        )
+    helping = [o for o in range(start, end) if bit(maps["needs_help"], start, o) and not bit(maps["closed"], start, o)]
+    rids = await read_rids(client, ctx.keys, alert.id, helping)
+    residents = await load_residents(client, ctx.keys, rids)
+    outcomes = await outcomes_of(client, ctx.keys, alert.id, helping)
+    cases = [
+        {"ordinal": o, "name": r.name, "phone": masked(r.phone), "outcome": (outcomes.get(o) or {}).get("outcome")}
+        for o, rid in zip(helping, rids, strict=True)
+        if (r := residents.get(rid)) is not None
+    ]
+    steps = {as_text(k): as_text(v) for k, v in (await client.hgetall(ctx.keys.alert_steps(alert.id))).items()}
+    return {
+        "alert": alert.id,
+        "committee": worker.community,
+        "name": names.get(worker.community, worker.community),
+        "grids": rows,
+        "needs_help": cases,
+        "steps_done": steps,
+    }
+
+
+async def rollup_page(request: web.Request) -> web.Response:
+    data = await rollup(request)
+    if isinstance(data, web.Response):
+        return data
+    if request.path.endswith(".json"):
+        return web.json_response(data)
+    return page(
+        "rollup.html",
+        lang=_language(request),
+        words=WORDS[_language(request)],
+        data=data,
+        token=request.match_info["token"],
+    )
+
+
+async def rollup_csv(request: web.Request) -> web.Response:
+    """Every recipient of the committee with their timeline, for the community's own records."""
+    found = await _committee(request)
+    if isinstance(found, web.Response):
+        return found
+    alert, worker, start, end = found
+    ctx, client = request.app[CTX], request.app[REDIS]
+    ordinals = list(range(start, end))
+    rids = await read_rids(client, ctx.keys, alert.id, ordinals)
+    residents = await load_residents(client, ctx.keys, rids)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "ordinal",
+            "name",
+            "place",
+            "room",
+            "phone",
+            "sent_at",
+            "delivered_at",
+            "delivered_by",
+            "confirmed_at",
+            "confirmed_by",
+            "needs_help",
+            "outcome",
+            "outcome_at",
+        ]
+    )
+    for o, rid in zip(ordinals, rids, strict=True):
+        r = residents.get(rid)
+        t = await timeline(client, ctx.keys, alert, o)
+        outcome = t["outcome"] or {}
+        writer.writerow(
+            [
+                o,
+                r.name if r else "",
+                r.place if r else "",
+                r.room if r else "",
+                masked(r.phone if r else None),
+                t["sent_at"] or "",
+                t["delivered_at"] or "",
+                t["delivered_by"] or "",
+                t["confirmed_at"] or "",
+                t["confirmed_by"] or "",
+                int(t["states"]["needs_help"]),
+                outcome.get("outcome", ""),
+                outcome.get("at", ""),
+            ]
+        )
+    response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
+    response.headers["Content-Disposition"] = f'attachment; filename="alert-{alert.id}-{worker.community}.csv"'
+    return response
+
+
+async def recipient_timeline(request: web.Request) -> web.Response:
+    found = await _committee(request)
+    if isinstance(found, web.Response):
+        return found
+    alert, _, start, end = found
+    ordinal = request.match_info["ordinal"]
+    if not ordinal.isdigit() or not start <= int(ordinal) < end:
+        return error(404, "no such recipient in this committee", "ordinal")
+    return web.json_response(await timeline(request.app[REDIS], request.app[CTX].keys, alert, int(ordinal)))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v/{token}", work_list_page)
+    app.router.add_get("/v/{token}/list.json", work_list_json)
+    app.router.add_post("/v/{token}/outcome", post_outcome)
+    app.router.add_get("/w/{token}", rollup_page)
+    app.router.add_get("/w/{token}/rollup.json", rollup_page)
+    app.router.add_get("/w/{token}/export.csv", rollup_csv)
+    app.router.add_get("/w/{token}/r/{ordinal}", recipient_timeline)

@@ -1,0 +1,110 @@
+"""Simulated building and lift screens on a real MQTT broker.
+
+Each screen connects as its own MQTT client, with its last will ("offline", retained) on its
+status topic, says "online", subscribes to its own topic, shows what arrives and acknowledges
+"shown", signed with its provisioned key. Screens told to be offline connect and then drop off the
+network, so the broker publishes their will.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from channels.screens.display import Broker, ack_topic, status_topic
+
+
+@dataclass
+class ScreenBehaviour:
+    offline: set[str] = field(default_factory=set)  # screen ids that drop off the network
+    silent: set[str] = field(default_factory=set)  # screen ids that show but never acknowledge
+
+
+@dataclass
+class SimulatedScreen:
+    id: str
+    topic: str
+    key: str
+    shown: list[dict[str, Any]] = field(default_factory=list)  # every non-empty payload received
+    cleared: int = 0  # empty (clearing) messages received
+
+    @property
+    def current(self) -> dict[str, Any] | None:
+        """What the screen shows now."""
+        return self.shown[-1] if self.shown and not self._cleared_last else None
+
+    _cleared_last: bool = False
+
+
+class ScreenSimulator:
+    """A set of screens, each a client of the broker."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        prefix: str,
+        screens: Sequence[tuple[str, str, str]],  # (id, topic, key)
+        sign: Callable[[str, str, str], str],  # (key, alert id, status) → signature
+        behaviour: ScreenBehaviour | None = None,
+    ) -> None:
+        self.broker = Broker.from_url(broker_url)
+        self.prefix = prefix
+        self.screens = {sid: SimulatedScreen(sid, topic, key) for sid, topic, key in screens}
+        self.sign = sign
+        self.behaviour = behaviour or ScreenBehaviour()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready: list[asyncio.Event] = []
+
+    async def start(self) -> None:
+        """Connect every screen; returns once each is subscribed (or has dropped off)."""
+        for screen in self.screens.values():
+            ready = asyncio.Event()
+            self._ready.append(ready)
+            self._tasks.append(asyncio.ensure_future(self._run(screen, ready)))
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in self._ready)), 20)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, screen: SimulatedScreen, ready: asyncio.Event) -> None:
+        status = status_topic(self.prefix, screen.id)
+        will = aiomqtt.Will(status, b"offline", qos=1, retain=True)
+        client = self.broker.client(identifier=f"screen-{screen.id}", will=will, keepalive=5)
+        await client.__aenter__()
+        await client.publish(status, b"online", qos=1, retain=True)
+        if screen.id in self.behaviour.offline:
+            # Drop off the network without a goodbye: the broker publishes the will.
+            sock = client._client.socket()
+            if sock is not None:
+                sock.close()
+            ready.set()
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+            return
+        try:
+            await client.subscribe(screen.topic, qos=1)
+            ready.set()
+            async for message in client.messages:
+                body = bytes(message.payload or b"")
+                if not body:
+                    screen.cleared += 1
+                    screen._cleared_last = True
+                    continue
+                shown = json.loads(body)
+                screen.shown.append(shown)
+                screen._cleared_last = False
+                if screen.id not in self.behaviour.silent:
+                    ack = {"alert_id": shown["alert_id"], "status": "shown",
+                           "sig": self.sign(screen.key, shown["alert_id"], "shown")}  # fmt: skip
+                    await client.publish(ack_topic(self.prefix, screen.id), json.dumps(ack).encode(), qos=1)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
