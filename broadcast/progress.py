@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.asyncio
 
-from broadcast.keys import Keys
+from broadcast.keys import Keys, as_text
 from broadcast.ledger import roster_index
 from broadcast.models import Alert
 
@@ -78,8 +78,8 @@ async def alert_progress(client: redis.asyncio.Redis, keys: Keys, alert: Alert) 
         pipe.hgetall(keys.plan(alert.id))
         pipe.hgetall(keys.counts(alert.id))
         plan_raw, counts_raw = await pipe.execute()
-    plan = {k.decode(): int(v) for k, v in plan_raw.items()}
-    counts = {k.decode(): int(v) for k, v in counts_raw.items()}
+    plan = {as_text(k): int(v) for k, v in plan_raw.items()}
+    counts = {as_text(k): int(v) for k, v in counts_raw.items()}
     index = await roster_index(client, keys, alert.id)
     communities = index.communities if index else []
     codes = sorted(
@@ -89,4 +89,11 @@ async def alert_progress(client: redis.asyncio.Redis, keys: Keys, alert: Alert) 
     if codes:
         raw = await client.hmget(keys.areas, codes)
         names = {code: json.loads(r)["name"] for code, r in zip(codes, raw, strict=True) if r}
-    return summarise(alert, plan, counts, communities, index.starts if index else [], index.size if index else 0, names)
+    document = summarise(
+        alert, plan, counts, communities, index.starts if index else [], index.size if index else 0, names
+    )
+    if "screens" in plan:
+        from broadcast.displays import screen_progress
+
+        document["screens"] = await screen_progress(client, keys, alert.id, counts)
+    return document

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from broadcast.app_api import ACK_PATH
 from broadcast.context import Context
+from broadcast.displays import ScreenWatch
 from broadcast.web import create_app
 from channels.push.fcm import simulator_service_account
 from channels.push.jpush import SIMULATOR_APP_KEY, SIMULATOR_MASTER_SECRET
@@ -32,6 +33,7 @@ class Services:
     web_runner: web.AppRunner
     simulators: Simulators | None
     url: str
+    screen_watch: ScreenWatch | None = None
 
     def simulator(self, kind: type[P]) -> P:
         """The running simulator of a kind (KeyError if that provider is real)."""
@@ -41,6 +43,8 @@ class Services:
         raise KeyError(f"no {kind.__name__} is running")
 
     async def stop(self) -> None:
+        if self.screen_watch is not None:
+            await self.screen_watch.stop()
         if self.simulators is not None:
             await self.simulators.stop()
         await self.web_runner.cleanup()
@@ -96,4 +100,9 @@ async def start_services(
         raise PortInUse(
             f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); set BROADCAST_PORT to a free port"
         ) from exc
-    return Services(runner, simulators, f"http://{settings.host}:{settings.port}")
+    watch = None
+    if settings.mqtt_url or ctx.redis.hlen(ctx.keys.screens):
+        # Screens report back over MQTT: listen wherever there are screens (or a broker was given).
+        watch = ScreenWatch(ctx)
+        watch.start()
+    return Services(runner, simulators, f"http://{settings.host}:{settings.port}", watch)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -56,6 +60,36 @@ def redis_url() -> Iterator[str]:
         pytest.fail(f"could not start a private redis-server for the tests: {exc}")
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MQTT broker: MQTT_URL, else a private Mosquitto, else the embedded broker (amqtt)."""
+    if os.environ.get("MQTT_URL"):
+        yield os.environ["MQTT_URL"]
+        return
+    port = free_port()
+    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+    if mosquitto:
+        conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        command = [mosquitto, "-c", str(conf)]
+    else:
+        command = [sys.executable, "-m", "broadcast.embedded_mqtt", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail(f"could not start an MQTT broker ({command[0]}) for the tests")
+            time.sleep(0.05)
+    yield f"mqtt://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
 
 
 @pytest.fixture

@@ -42,6 +42,20 @@ class SimulatedScreen:
     _cleared_last: bool = False
 
 
+def _field(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 class ScreenSimulator:
     """A set of screens, each a client of the broker."""
 
@@ -69,6 +83,18 @@ class ScreenSimulator:
             self._tasks.append(asyncio.ensure_future(self._run(screen, ready)))
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in self._ready)), 20)
 
+    async def _vanish(self, screen_id: str, status: str) -> None:
+        """Connect with a last will, then drop off the network without DISCONNECT: the broker sends the will."""
+        reader, writer = await asyncio.open_connection(self.broker.host, self.broker.port)
+        # MQTT 3.1.1 CONNECT: clean session, will QoS 1 retained, keep-alive 5 s.
+        flags = 0x02 | 0x04 | 0x08 | 0x20
+        body = _field("MQTT") + bytes([4, flags]) + (5).to_bytes(2, "big")
+        body += _field(f"screen-{screen_id}") + _field(status) + _field("offline")
+        writer.write(bytes([0x10]) + _remaining_length(len(body)) + body)
+        await writer.drain()
+        await reader.readexactly(4)  # CONNACK
+        writer.transport.abort()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -76,19 +102,14 @@ class ScreenSimulator:
 
     async def _run(self, screen: SimulatedScreen, ready: asyncio.Event) -> None:
         status = status_topic(self.prefix, screen.id)
+        if screen.id in self.behaviour.offline:
+            await self._vanish(screen.id, status)
+            ready.set()
+            return
         will = aiomqtt.Will(status, b"offline", qos=1, retain=True)
         client = self.broker.client(identifier=f"screen-{screen.id}", will=will, keepalive=5)
         await client.__aenter__()
         await client.publish(status, b"online", qos=1, retain=True)
-        if screen.id in self.behaviour.offline:
-            # Drop off the network without a goodbye: the broker publishes the will.
-            sock = client._client.socket()
-            if sock is not None:
-                sock.close()
-            ready.set()
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
-            return
         try:
             await client.subscribe(screen.topic, qos=1)
             ready.set()
