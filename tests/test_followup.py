@@ -163,7 +163,8 @@ def test_a_call_for_help_reaches_the_volunteer_at_once(
     (notice,) = texts(stack, volunteer.phone)
     assert "求助" in notice and resident.name in notice
     status, page = request_json(link_in(notice, "/v/") + "/list.json")
-    assert status == 200 and page["residents"][0]["name"] == resident.name and page["residents"][0]["state"] == "needs_help"
+    first = page["residents"][0]
+    assert status == 200 and first["name"] == resident.name and first["state"] == "needs_help"
     assert progress(ctx, alert.id)["totals"]["needs_help"] == 1
 
 
