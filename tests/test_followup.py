@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,6 +143,13 @@ def test_the_ladder_calls_then_lists_then_rolls_up(
     assert row["waiting"] == len(expected) - 1
     status, story = request_json(f"{rollup_link}/r/{first['ordinal']}")
     assert status == 200 and story["confirmed_by"] == "volunteer" and story["outcome"]["outcome"] == "reached_safe"
+    with urllib.request.urlopen(rollup_link + "/export.csv", timeout=10) as response:
+        rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+    committee = [r for r in population.residents if r.community == worker.community]
+    assert len(rows) == len(committee)
+    knocked = next(r for r in rows if r["ordinal"] == str(first["ordinal"]))
+    assert knocked["confirmed_by"] == "volunteer" and knocked["outcome"] == "reached_safe"
+    assert all("****" in r["phone"] for r in rows if r["phone"])
 
     # The link expires with the alert.
     clock.advance(hours=13)
