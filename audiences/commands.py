@@ -189,6 +189,22 @@ def cmd_target_preview(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_screen_key(ctx: Context, args: argparse.Namespace) -> int:
+    """Print a registered screen's key and topics, to provision the screen with."""
+    from broadcast.displays import screen_key
+    from channels.screens.display import ack_topic, status_topic
+
+    raw = ctx.redis.hget(ctx.keys.screens, args.id)
+    if raw is None:
+        raise LookupError(f"no screen with id {args.id}")
+    prefix = ctx.settings.screen_topic_prefix
+    print(f"key: {screen_key(ctx.secret, args.id)}")
+    print(f"show on: {json.loads(raw)['address']}")
+    print(f"acknowledge on: {ack_topic(prefix, args.id)}")
+    print(f"last will on: {status_topic(prefix, args.id)}")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the audiences' commands to the ``broadcast`` parser."""
     areas = sub.add_parser("areas", help="the area hierarchy").add_subparsers(dest="areas_command", required=True)
@@ -231,6 +247,9 @@ def register(sub: Any) -> None:
                 "--replace-community", metavar="CODE", help="residents of this committee missing from the file leave"
             )
         imp.set_defaults(handler=_guarded(_import(run, **extra)))
+    key = parsers["screens"].add_parser("key", help="the key a screen signs its acknowledgements with")
+    key.add_argument("id")
+    key.set_defaults(handler=_guarded(cmd_screen_key))
     gaps = parsers["volunteers"].add_parser("gaps", help="grids that have no volunteer")
     gaps.add_argument("--area", default=CITY)
     gaps.add_argument("--json", action="store_true")
