@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from broadcast.daemons import daemon_directory, free_port
 from broadcast.settings import Settings
 
 START_TIMEOUT_SECONDS = 15.0
@@ -35,24 +35,12 @@ def _reachable(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def ensure_embedded_mqtt(data_dir: Path) -> str:
     """The URL of the embedded broker under ``data_dir``, starting it if nobody has."""
-    directory = (data_dir / "mqtt").resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    url_file = directory / "url"
-    with open(directory / "start.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if url_file.exists():
-            url = url_file.read_text().strip()
-            if _reachable(int(url.rsplit(":", 1)[1])):
-                return url
-        port = _free_port()
+    with daemon_directory(data_dir, "mqtt") as (directory, known):
+        if known and _reachable(int(known.rsplit(":", 1)[1])):
+            return known
+        port = free_port()
         with open(directory / "broker.log", "a") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "broadcast.embedded_mqtt", str(port)],
@@ -67,7 +55,7 @@ def ensure_embedded_mqtt(data_dir: Path) -> str:
                 raise EmbeddedMQTTError(f"the embedded MQTT broker did not start; see {directory / 'broker.log'}")
             time.sleep(0.05)
         url = f"mqtt://127.0.0.1:{port}"
-        url_file.write_text(url)
+        (directory / "url").write_text(url)
         return url
 
 

