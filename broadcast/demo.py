@@ -19,6 +19,7 @@ from rich.table import Table
 
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import generate, store_population
+from audiences.volunteers import VolunteerRole, community_volunteers
 from broadcast import alerts
 from broadcast.compose import confirmation_link, render, with_link
 from broadcast.context import Context
@@ -27,7 +28,7 @@ from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventT
 from broadcast.preview import first_committee
 from broadcast.progress import alert_progress
 from broadcast.services import start_services
-from broadcast.tokens import link_token
+from broadcast.tokens import link_token, volunteer_token
 from broadcast.worker import BackgroundWorker
 from channels.simulators.twilio import TwilioBehaviour
 
@@ -90,6 +91,8 @@ async def _run(ctx: Context, area: str, once: bool, as_json: bool, seed: int, co
             _print_summary(console, progress)
         if once:
             return summary
+        for line in await _follow_up_links(ctx, client, alert.id, progress, services.url):
+            console.print(line)
         console.print(f"Serving at {services.url} (API: {services.url}/api/v1/alerts/{alert.id}). Ctrl-C stops.")
         while True:
             await asyncio.sleep(3600)
@@ -97,6 +100,21 @@ async def _run(ctx: Context, area: str, once: bool, as_json: bool, seed: int, co
         worker.stop()
         await client.aclose()
         await services.stop()
+
+
+async def _follow_up_links(ctx: Context, client: Any, alert_id: str, progress: dict[str, Any], url: str) -> list[str]:
+    """Where the first committee's grid volunteer and community worker would follow up, to open by hand."""
+    rows = progress["areas"]["community"]
+    if not rows:
+        return []
+    lines: list[str] = []
+    for volunteer in await community_volunteers(client, ctx.keys, rows[0]["code"]):
+        token = volunteer_token(ctx.secret, volunteer.id, alert_id)
+        if volunteer.role is VolunteerRole.grid_worker and not any("/v/" in line for line in lines):
+            lines.append(f"{volunteer.role.value} {volunteer.name}'s door-to-door list: {url}/v/{token}")
+        if volunteer.role is VolunteerRole.community_worker:
+            lines.append(f"{volunteer.role.value} {volunteer.name}'s roll-up of {rows[0]['name']}: {url}/w/{token}")
+    return lines
 
 
 async def _watch(ctx: Context, client: Any, alert_id: str, services: Any, console: Console) -> dict[str, Any]:
