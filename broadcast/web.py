@@ -107,7 +107,13 @@ def inbound_handler(route: InboundRoute) -> Callable[[web.Request], Awaitable[we
 # The console's routes: signing in, its pages, and the alert API acting as the signed-in user.
 CONSOLE_ROUTE_MODULES = [
     "broadcast.console.signin",
+    "broadcast.console.home",
+    "broadcast.console.compose_page",
+    "broadcast.console.alert_page",
+    "broadcast.console.progress_stream",
     "broadcast.console.alerts_api",
+    "broadcast.console.area_search",
+    "broadcast.console.static",
 ]
 
 # Modules that add routes: each has add_routes(app) using the CTX and REDIS keys above.
