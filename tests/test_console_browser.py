@@ -129,12 +129,14 @@ def test_typhoon_red_for_two_streets_composed_approved_watched_and_cancelled(
         expect(page.locator("#total-confirmed")).not_to_have_text(f"{first:,}", timeout=30_000)
         assert shown_number(page, "#total-confirmed") > first
         stack.settle()
-        final = progress_now(ctx, stack, "1")["totals"]
+        settled = progress_now(ctx, stack, "1")
+        final = settled["totals"]
         assert final["confirmed"] > first
         expect(page.locator("#total-confirmed")).to_have_text(f"{final['confirmed']:,}", timeout=15_000)
         expect(page.locator("#total-needs_help")).to_have_text(f"{final['needs_help']:,}")
         assert page.evaluate("window.sameDocument") is True
-        expect(page.locator("#tiles .tile")).to_have_count(1 + 2 + len(progress_now(ctx, stack, "1")["areas"]["community"]))
+        committees = len(settled["areas"]["community"])
+        expect(page.locator("#tiles .tile")).to_have_count(1 + 2 + committees)  # district, two streets, committees
         expect(page.locator("#tiles")).to_contain_text("陆家嘴街道")
         screenshot(page, "06-progress-settled")
 
