@@ -114,6 +114,9 @@ CONSOLE_ROUTE_MODULES = [
     "broadcast.console.alerts_api",
     "broadcast.console.area_search",
     "broadcast.console.static",
+    "broadcast.console.audit_page",
+    "broadcast.console.community_page",
+    "broadcast.console.openapi",
 ]
 
 # Modules that add routes: each has add_routes(app) using the CTX and REDIS keys above.
