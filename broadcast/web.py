@@ -116,6 +116,7 @@ CONSOLE_ROUTE_MODULES = [
     "broadcast.console.static",
     "broadcast.console.audit_page",
     "broadcast.console.community_page",
+    "broadcast.console.users_page",
     "broadcast.console.openapi",
 ]
 

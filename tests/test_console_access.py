@@ -296,3 +296,20 @@ def test_users_are_added_from_the_command_line_with_argon2_hashes(
     assert main(["users", "token", "zhang.wei", "--label", "ci-bot"]) == 0
     token = capsys.readouterr().out.strip()
     assert token.startswith("bct_") and token.encode() not in b"".join(ctx.redis.keys("*apitoken*"))
+
+
+def test_an_admin_disables_an_account_and_nobody_else_may(ctx: Context, tree: AreaTree, stack: Stack) -> None:
+    add_user(ctx, "root.admin", Role.admin)
+    add_user(ctx, "zhang.wei", Role.duty_officer, [PUDONG])
+    officer = Visitor(stack.url)
+    officer.sign_in("zhang.wei")
+    assert officer.send("/console/users").status == 403
+    admin = Visitor(stack.url)
+    admin.sign_in("root.admin")
+    page = admin.send("/console/users").text
+    assert "zhang.wei" in page and "值班员 duty_officer" in page
+    assert admin.send("/console/users/zhang.wei/disabled", {"csrf": admin.csrf(), "disabled": "1"}).status == 303
+    assert officer.send("/console").status == 303, "a disabled account's session ends at once"
+    assert officer.sign_in("zhang.wei").status == 401
+    last = ctx.redis.xrevrange(ctx.keys.audit, count=2)
+    assert (last[1][1][b"actor"], last[1][1][b"action"]) == (b"root.admin", b"user_disable")

@@ -7,6 +7,7 @@ console shows where help is needed; volunteers' work lists carry the number to c
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis.asyncio
@@ -57,6 +58,9 @@ async def help_cases(
         return []
     rids = await read_rids(client, keys, alert_id, ordinals)
     residents = await load_residents(client, keys, rids)
+    buildings = sorted({r.building for r in residents.values() if r.building})
+    raw_places = await client.hmget(keys.areas, buildings) if buildings else []
+    place_names = {code: json.loads(raw)["name"] for code, raw in zip(buildings, raw_places, strict=True) if raw}
     cases = []
     for ordinal, rid in zip(ordinals, rids, strict=True):
         resident = residents.get(rid)
@@ -65,7 +69,7 @@ async def help_cases(
         cases.append(
             {
                 "community": names[ordinal],
-                "place": " ".join(filter(None, [resident.building or resident.grid or "", resident.room])),
+                "place": " ".join(filter(None, [place_names.get(resident.building or "", ""), resident.room])),
                 "name": resident.name,
                 "phone": mask_phone(resident.phone),
             }
