@@ -25,7 +25,12 @@ class UsageError(Exception):
 
 
 # Modules that add subcommands: each has register(subparsers) setting handler(ctx, args) -> int.
-COMMAND_MODULES: list[str] = ["broadcast.templates_cli", "audiences.commands", "broadcast.bench"]
+COMMAND_MODULES: list[str] = [
+    "broadcast.templates_cli",
+    "audiences.commands",
+    "broadcast.bench",
+    "broadcast.console.commands",
+]
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:

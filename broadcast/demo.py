@@ -93,7 +93,10 @@ async def _run(ctx: Context, area: str, once: bool, as_json: bool, seed: int, co
             return summary
         for line in await _follow_up_links(ctx, client, alert.id, progress, services.url):
             console.print(line)
-        console.print(f"Serving at {services.url} (API: {services.url}/api/v1/alerts/{alert.id}). Ctrl-C stops.")
+        console.print(
+            f"Serving at {services.url}. Console: {services.url}/console/alerts/{alert.id} "
+            "(sign in as demo-officer or demo-approver, passwords above). Ctrl-C stops."
+        )
         while True:
             await asyncio.sleep(3600)
     finally:
@@ -215,10 +218,15 @@ def run_demo(
     console = Console(stderr=as_json)
     console.print(f"Redis: {'embedded, data under ' + str(ctx.settings.data_dir) if ctx.embedded else ctx.redis_url}")
     loaded = prepare(ctx, area, residents, seed)
+    from broadcast.console.demo_accounts import create_demo_accounts
+
+    accounts = create_demo_accounts(ctx)
     console.print(
         f"Registry: {residents} residents in {area} ({loaded['created']} new), "
         f"{loaded['volunteers']} volunteers, {loaded['areas']} grids and buildings"
     )
+    signins = ", ".join(f"{name} / {password}" for name, password in accounts.items())
+    console.print(f"Console: {ctx.settings.public_url}/console (sign in as {signins})")
     try:
         summary = asyncio.run(_run(ctx, area, once, as_json, seed, console))
     except KeyboardInterrupt:

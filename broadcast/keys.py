@@ -55,6 +55,14 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:{id}:notices         hash   "{kind}:{volunteer}" -> when they were texted their link
     {ns}:alert:{id}:outcomes        hash   ordinal -> JSON {outcome, volunteer, at, request}: door-to-door results
 
+Console (users and their credentials; tokens are stored only as SHA-256 digests)
+    {ns}:users                      hash   user name -> user JSON (role, areas, argon2 password hash, disabled)
+    {ns}:session:{digest}           hash   "user", "csrf", "created", "origin"; expires ``session_hours`` after last use
+    {ns}:apitoken:{digest}          string JSON {"user", "label", "created"}; kept until revoked
+    {ns}:user:{name}:apitokens      hash   token label -> digest, to list and revoke a user's tokens
+    {ns}:login:fail:{who}           string failed sign-ins of one account ("user:{name}") or address ("ip:{addr}")
+                                           within the current window (expires with the window)
+
 Operations
     {ns}:ratelimit:{account}        string GCRA theoretical arrival time for one provider account
     {ns}:ratelimit:{account}:slow   string present while the provider is throttling us (halves the rate)
@@ -214,6 +222,23 @@ class Keys:
     def alert_keys(self, alert_id: str) -> str:
         """A pattern matching every key of one alert (for retention and tests)."""
         return f"{self.ns}:alert:{alert_id}:*"
+
+    # Console
+    @property
+    def users(self) -> str:
+        return f"{self.ns}:users"
+
+    def session(self, digest: str) -> str:
+        return f"{self.ns}:session:{digest}"
+
+    def api_token(self, digest: str) -> str:
+        return f"{self.ns}:apitoken:{digest}"
+
+    def user_api_tokens(self, user: str) -> str:
+        return f"{self.ns}:user:{user}:apitokens"
+
+    def login_failures(self, who: str) -> str:
+        return f"{self.ns}:login:fail:{who}"
 
     # Operations
     def rate_limit(self, account: str) -> str:

@@ -6,7 +6,6 @@ store nothing. Every API error is JSON naming the field at fault.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,14 +14,11 @@ from urllib.parse import parse_qsl
 
 import redis.asyncio
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from broadcast import alerts
 from broadcast.context import Context
-from broadcast.deliver import load_alert_async
 from broadcast.inbound import Inbox
-from broadcast.models import AlertDraft
-from broadcast.progress import alert_progress
 from channels import inbound_routes
 from channels.base import InboundRejected, InboundRequest, InboundRoute
 
@@ -72,52 +68,6 @@ async def read_model(request: web.Request, model: type[BaseModel]) -> Any:
     return model.model_validate(data)
 
 
-class Approval(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    approved_by: str = Field(min_length=1, max_length=64)
-
-
-class Cancellation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cancelled_by: str = Field(min_length=1, max_length=64)
-
-
-async def create_alert(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    draft = await read_model(request, AlertDraft)
-    alert = await asyncio.to_thread(alerts.compose, ctx, draft, origin=request.remote or "api")
-    return web.json_response(alert.model_dump(mode="json"), status=201)
-
-
-async def approve_alert(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    body = await read_model(request, Approval)
-    alert = await asyncio.to_thread(
-        alerts.approve, ctx, request.match_info["id"], body.approved_by, origin=request.remote or "api"
-    )
-    return web.json_response(alert.model_dump(mode="json"))
-
-
-async def cancel_alert(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    body = await read_model(request, Cancellation)
-    alert = await asyncio.to_thread(
-        alerts.cancel, ctx, request.match_info["id"], body.cancelled_by, origin=request.remote or "api"
-    )
-    return web.json_response(alert.model_dump(mode="json"))
-
-
-async def get_alert(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    alert_id = request.match_info["id"]
-    if not alert_id.isdigit():
-        return error(404, f"no alert with id {alert_id}", "id")
-    alert = await load_alert_async(request.app[REDIS], ctx.keys, alert_id)
-    if alert is None:
-        return error(404, f"no alert with id {alert_id}", "id")
-    return web.json_response(await alert_progress(request.app[REDIS], ctx.keys, alert))
-
-
 async def health(request: web.Request) -> web.Response:
     await request.app[REDIS].ping()
     return web.json_response({"ok": True})
@@ -154,6 +104,22 @@ def inbound_handler(route: InboundRoute) -> Callable[[web.Request], Awaitable[we
     return handle
 
 
+# The console's routes: signing in, its pages, and the alert API acting as the signed-in user.
+CONSOLE_ROUTE_MODULES = [
+    "broadcast.console.signin",
+    "broadcast.console.home",
+    "broadcast.console.compose_page",
+    "broadcast.console.alert_page",
+    "broadcast.console.progress_stream",
+    "broadcast.console.alerts_api",
+    "broadcast.console.area_search",
+    "broadcast.console.static",
+    "broadcast.console.audit_page",
+    "broadcast.console.community_page",
+    "broadcast.console.users_page",
+    "broadcast.console.openapi",
+]
+
 # Modules that add routes: each has add_routes(app) using the CTX and REDIS keys above.
 ROUTE_MODULES: list[str] = [
     "broadcast.app_api",
@@ -161,12 +127,16 @@ ROUTE_MODULES: list[str] = [
     "broadcast.confirm_page",
     "audiences.api",
     "broadcast.followup_pages",
+    *CONSOLE_ROUTE_MODULES,
 ]
 
 
 def create_app(ctx: Context) -> web.Application:
     """The aiohttp application for one context."""
-    app = web.Application(client_max_size=ctx.settings.max_body_bytes, middlewares=[errors_as_json])
+    from broadcast.console.guard import guard  # the console imports this module's app keys
+
+    # The guard signs in requests to /api/v1/* and /console* (and leaves signed links alone).
+    app = web.Application(client_max_size=ctx.settings.max_body_bytes, middlewares=[errors_as_json, guard])
     app[CTX] = ctx
 
     async def open_redis(app: web.Application) -> None:
@@ -179,10 +149,6 @@ def create_app(ctx: Context) -> web.Application:
     app.on_startup.append(open_redis)
     app.on_cleanup.append(close_redis)
     app.router.add_get("/healthz", health)
-    app.router.add_post("/api/v1/alerts", create_alert)
-    app.router.add_get("/api/v1/alerts/{id}", get_alert)
-    app.router.add_post("/api/v1/alerts/{id}/approve", approve_alert)
-    app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
     for route in inbound_routes(ctx.settings):
         app.router.add_route(route.method, route.path, inbound_handler(route))
     for name in ROUTE_MODULES:

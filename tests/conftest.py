@@ -142,6 +142,14 @@ def population(ctx: Context, tree: AreaTree) -> Population:
     return pop
 
 
+@pytest.fixture
+def officer_token(ctx: Context) -> str:
+    """A bearer token of officer-a, a city-wide duty officer (the name the sample drafts use)."""
+    from tests.helpers import token_for
+
+    return token_for(ctx, "officer-a")
+
+
 class LoopThread:
     """An event loop on its own thread, for servers the (synchronous) test drives."""
 

@@ -9,6 +9,8 @@ import urllib.request
 from typing import Any
 
 from broadcast import alerts
+from broadcast.console.api_tokens import create_token
+from broadcast.console.users import Role, User, hasher, store_user
 from broadcast.context import Context
 from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
 from broadcast.progress import alert_progress
@@ -51,6 +53,31 @@ def texts_to(sim: Any, population: Any) -> dict[str, int]:
     return {phone: n for phone, n in sim.received.items() if phone in phones}
 
 
+CITY = "310000000000"
+PASSWORD = "correct horse battery"
+
+
+def add_user(ctx: Context, name: str, role: Role, areas: list[str] | None = None, password: str = PASSWORD) -> User:
+    """Store a console account directly (the command and its checks have tests of their own)."""
+    user = User(
+        name=name,
+        display_name=name,
+        role=role,
+        areas=[CITY] if areas is None and role is not Role.admin else areas or [],
+        volunteer_id="v1" if role is Role.volunteer else None,
+        password_hash=hasher().hash(password),
+        created_at=ctx.clock.now(),
+    )
+    store_user(ctx.redis, ctx.keys, user, replace=True)
+    return user
+
+
+def token_for(ctx: Context, name: str, role: Role = Role.duty_officer, areas: list[str] | None = None) -> str:
+    """A bearer token for a new account of ``role``."""
+    add_user(ctx, name, role, areas)
+    return create_token(ctx.redis, ctx.keys, name, "tests", ctx.clock.now())
+
+
 def progress(ctx: Context, alert_id: str) -> dict[str, Any]:
     async def fetch() -> dict[str, Any]:
         client = ctx.async_redis()
@@ -74,13 +101,16 @@ def post_form(url: str, params: dict[str, str], headers: dict[str, str] | None =
         return exc.code, exc.read().decode()
 
 
-def request_json(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+def request_json(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    """Call the JSON API, as the holder of ``token`` when one is given."""
     import json
 
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"null")

@@ -51,8 +51,10 @@ def test_placeholders_are_kept_out_of_residents_choices(tree: AreaTree, populati
         generate(tree, zone, 10)
 
 
-def test_an_area_answers_with_its_chain_children_and_people(ctx: Context, population: Population, stack: Stack) -> None:
-    status, street = request_json(f"{stack.url}/api/v1/areas/{STREET}")
+def test_an_area_answers_with_its_chain_children_and_people(
+    ctx: Context, population: Population, stack: Stack, officer_token: str
+) -> None:
+    status, street = request_json(f"{stack.url}/api/v1/areas/{STREET}", token=officer_token)
     assert status == 200
     assert street["area"] == {"code": STREET, "name": "陆家嘴街道", "level": "street", "kind": "街道"}
     assert [p["name"] for p in street["parents"]] == ["上海市", "浦东新区"]
@@ -63,22 +65,22 @@ def test_an_area_answers_with_its_chain_children_and_people(ctx: Context, popula
         c["code"]: per_committee.get(c["code"], 0) for c in street["children"]
     }
 
-    status, committee = request_json(f"{stack.url}/api/v1/areas/{COMMUNITY}")
+    status, committee = request_json(f"{stack.url}/api/v1/areas/{COMMUNITY}", token=officer_token)
     per_grid = Counter(r.grid for r in population.residents if r.community == COMMUNITY)
     assert status == 200 and committee["area"]["kind"] == "居委会"
     assert {g["code"]: g["residents"] for g in committee["children"]} == per_grid
     grid = next(iter(per_grid))
     assert grid is not None
 
-    status, grid_report = request_json(f"{stack.url}/api/v1/areas/{grid}")
+    status, grid_report = request_json(f"{stack.url}/api/v1/areas/{grid}", token=officer_token)
     per_building = Counter(r.building for r in population.residents if r.grid == grid)
     assert grid_report["residents"] == per_grid[grid]
     assert {b["code"]: b["residents"] for b in grid_report["children"]} == per_building
     assert grid_report["volunteers"] >= 1, "each grid has its grid worker"
 
-    status, answer = request_json(f"{stack.url}/api/v1/areas/310115999000")
+    status, answer = request_json(f"{stack.url}/api/v1/areas/310115999000", token=officer_token)
     assert status == 404 and answer["error"]["field"] == "code"
-    status, stats = request_json(f"{stack.url}/api/v1/areas")
+    status, stats = request_json(f"{stack.url}/api/v1/areas", token=officer_token)
     assert (
         status == 200
         and stats["community"] == 6509

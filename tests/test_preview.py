@@ -25,10 +25,10 @@ PREVIEW = "/api/v1/alerts/preview"
 
 
 def test_preview_shows_every_channel_in_every_language_and_stores_nothing(
-    ctx: Context, tree: AreaTree, stack: Stack
+    ctx: Context, tree: AreaTree, stack: Stack, officer_token: str
 ) -> None:
     body = sample_draft(EventType.typhoon, Level.red, exercise=True).model_dump(mode="json")
-    status, preview = request_json(stack.url + PREVIEW, "POST", body)
+    status, preview = request_json(stack.url + PREVIEW, "POST", body, token=officer_token)
     assert status == 200, preview
     first = next(tree.descendants(STREET, AreaLevel.community))
     assert preview["area"]["community"] == first.name and preview["area"]["street"] == "陆家嘴街道"
@@ -58,17 +58,19 @@ def test_preview_shows_every_channel_in_every_language_and_stores_nothing(
     ids=["a level the event lacks", "a missing parameter", "an unknown area", "an unknown reference", "no such level"],
 )
 def test_preview_refuses_a_bad_draft_naming_the_field(
-    ctx: Context, tree: AreaTree, stack: Stack, change: dict[str, object], field: str, message: str
+    ctx: Context, tree: AreaTree, stack: Stack, change: dict[str, object], field: str, message: str, officer_token: str
 ) -> None:
     body = {**sample_draft(EventType.typhoon, Level.red).model_dump(mode="json"), **change}
-    status, answer = request_json(stack.url + PREVIEW, "POST", body)
+    status, answer = request_json(stack.url + PREVIEW, "POST", body, token=officer_token)
     assert status == 422, answer
     assert answer["error"]["field"] == field and message in answer["error"]["message"]
 
 
-def test_issuing_over_the_api_refuses_a_level_the_event_lacks(ctx: Context, tree: AreaTree, stack: Stack) -> None:
+def test_issuing_over_the_api_refuses_a_level_the_event_lacks(
+    ctx: Context, tree: AreaTree, stack: Stack, officer_token: str
+) -> None:
     body = sample_draft(EventType.frost, Level.orange).model_dump(mode="json") | {"level": "red"}
-    status, answer = request_json(stack.url + "/api/v1/alerts", "POST", body)
+    status, answer = request_json(stack.url + "/api/v1/alerts", "POST", body, token=officer_token)
     assert status == 422
     assert answer["error"] == {
         "message": "frost has no red level; its levels are blue, yellow, orange",

@@ -70,14 +70,16 @@ def test_every_resident_gets_one_sms_and_confirmations_add_up(
     assert report["areas"]["district"][0]["acknowledged"] == totals["confirmed"]
 
 
-def test_progress_is_served_over_the_api(ctx: Context, population: Population, stack: Stack) -> None:
+def test_progress_is_served_over_the_api(
+    ctx: Context, population: Population, stack: Stack, officer_token: str
+) -> None:
     alert = issue(ctx, [STREET])
     drain(ctx)
     stack.settle()
-    status, body = request_json(f"{stack.url}/api/v1/alerts/{alert.id}")
+    status, body = request_json(f"{stack.url}/api/v1/alerts/{alert.id}", token=officer_token)
     assert status == 200
     assert body["totals"]["sent"] == 600 and body["channels"]["sms"]["delivered"] == 600
-    status, body = request_json(f"{stack.url}/api/v1/alerts/999999")
+    status, body = request_json(f"{stack.url}/api/v1/alerts/999999", token=officer_token)
     assert status == 404 and body["error"]["field"] == "id"
 
 

@@ -190,17 +190,21 @@ def test_cli_preview_prints_counts_and_names_unknown_codes(
     assert "310101999000" in err and "310115999999" in err
 
 
-def test_preview_over_the_api(ctx: Context, areas: AreaTree, city: Population, stack: Stack) -> None:
+def test_preview_over_the_api(
+    ctx: Context, areas: AreaTree, city: Population, stack: Stack, officer_token: str
+) -> None:
     body = {"areas": [PUDONG], "exclude": [ZHANGJIANG], "channels": ["push", "sms"], "level": "orange"}
-    status, counts = request_json(f"{stack.url}/api/v1/targets/preview", "POST", body)
+    status, counts = request_json(f"{stack.url}/api/v1/targets/preview", "POST", body, token=officer_token)
     assert status == 200
     assert counts["targeted"] == len(expected(areas, city, Target(areas=[PUDONG], exclude=[ZHANGJIANG]), Level.orange))
     assert set(counts["channels"]) == {"push", "sms", "none"}
     assert ZHANGJIANG not in {row["code"] for row in counts["areas"]["street"]}
 
-    status, answer = request_json(f"{stack.url}/api/v1/targets/preview", "POST", {"areas": ["310115999000"]})
+    status, answer = request_json(
+        f"{stack.url}/api/v1/targets/preview", "POST", {"areas": ["310115999000"]}, token=officer_token
+    )
     assert status == 422 and "310115999000" in answer["error"]["message"]
-    status, answer = request_json(f"{stack.url}/api/v1/targets/preview", "POST", {"areas": ["12"]})
+    status, answer = request_json(f"{stack.url}/api/v1/targets/preview", "POST", {"areas": ["12"]}, token=officer_token)
     assert status == 422 and answer["error"]["field"] == "areas.0"
 
 

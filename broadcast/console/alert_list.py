@@ -1,0 +1,28 @@
+"""The alerts a user may see, newest first: alert ids are handed out in order, so the newest are
+the highest ids still stored."""
+
+from __future__ import annotations
+
+import redis
+
+from broadcast.console.access import can_see
+from broadcast.console.users import User
+from broadcast.keys import Keys
+from broadcast.models import Alert
+
+SCAN_LIMIT = 500  # the newest alerts looked at; older ones are reached by their id
+
+
+def recent_alerts(client: redis.Redis, keys: Keys, limit: int = SCAN_LIMIT) -> list[Alert]:
+    """The newest stored alerts (retention removes old ones), newest first."""
+    last = int(client.get(keys.alert_next) or 0)
+    ids = [str(i) for i in range(last, max(0, last - limit), -1)]
+    if not ids:
+        return []
+    raw = client.mget([keys.alert(i) for i in ids])
+    return [Alert.model_validate_json(r) for r in raw if r]
+
+
+def visible_alerts(client: redis.Redis, keys: Keys, user: User, limit: int = 100) -> list[Alert]:
+    """The newest alerts the user may see."""
+    return [alert for alert in recent_alerts(client, keys) if can_see(user, alert)][:limit]

@@ -1,0 +1,61 @@
+"""The console's first page, by role: officers and approvers see what waits for them and what is
+live; community workers go to their committee; volunteers see only their own work lists."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from audiences.volunteers import Volunteer
+from broadcast.console.access import Permission, may, touches
+from broadcast.console.actions import LIVE
+from broadcast.console.alert_list import recent_alerts, visible_alerts
+from broadcast.console.alert_page import STATUS_NAMES
+from broadcast.console.guard import principal
+from broadcast.console.render import console_page
+from broadcast.console.users import Role, User
+from broadcast.context import Context
+from broadcast.models import Alert, AlertStatus
+from broadcast.tokens import volunteer_token
+from broadcast.web import CTX
+
+WORK_LIST_PATH = "/v/{token}"  # the volunteers' signed work-list pages
+
+
+def work_lists(ctx: Context, user: User) -> tuple[Volunteer | None, list[tuple[Alert, str]]]:
+    """The volunteer behind the account, and a work-list link for each live alert in their committee."""
+    raw = ctx.redis.hget(ctx.keys.volunteers, user.volunteer_id or "")
+    if raw is None:
+        return None, []
+    volunteer = Volunteer.model_validate_json(raw)
+    links = [
+        (alert, WORK_LIST_PATH.format(token=volunteer_token(ctx.secret, volunteer.id, alert.id)))
+        for alert in recent_alerts(ctx.redis, ctx.keys)
+        if alert.status in LIVE
+        and touches(user.model_copy(update={"areas": [volunteer.community]}), alert.target.areas)
+    ]
+    return volunteer, links
+
+
+async def home(request: web.Request) -> web.Response:
+    ctx, user = request.app[CTX], principal(request).user
+    if user.role is Role.community_worker:
+        raise web.HTTPSeeOther("/console/community")
+    if user.role is Role.volunteer:
+        volunteer, links = await asyncio.to_thread(work_lists, ctx, user)
+        return console_page(request, "console/volunteer.html", volunteer=volunteer, links=links)
+    shown = await asyncio.to_thread(visible_alerts, ctx.redis, ctx.keys, user)
+    return console_page(
+        request,
+        "console/home.html",
+        pending=[a for a in shown if a.status is AlertStatus.pending_approval],
+        live=[a for a in shown if a.status in LIVE],
+        past=[a for a in shown if a.status is not AlertStatus.pending_approval and a.status not in LIVE][:30],
+        status_names=STATUS_NAMES,
+        can_compose=may(user, Permission.compose),
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/console", home)

@@ -1,0 +1,86 @@
+"""Live progress over server-sent events: ``GET /api/v1/alerts/{id}/events``.
+
+Every second the stream reads the alert's counters (a few hash reads, whatever its size) and sends
+the progress document, cut to the user's areas, when it has changed; a comment line every 15 s
+keeps proxies from closing a quiet stream. The stream ends when the user's session or token stops
+being valid, when the client goes away, or when the server shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from aiohttp import web
+
+from broadcast.console.access import scoped_progress
+from broadcast.console.alerts_api import visible_alert
+from broadcast.console.guard import identify, principal
+from broadcast.console.help_cases import help_cases
+from broadcast.console.users import User
+from broadcast.deliver import load_alert_async
+from broadcast.models import Alert
+from broadcast.progress import alert_progress
+from broadcast.web import CTX, REDIS
+
+INTERVAL_SECONDS = 1.0
+KEEPALIVE_SECONDS = 15.0
+RECHECK_SECONDS = 30.0  # how often a long stream checks its user may still sign in
+STOPPING = web.AppKey("progress_streams_stopping", asyncio.Event)
+
+
+async def snapshot(request: web.Request, alert: Alert, user: User) -> dict[str, Any]:
+    """The alert's progress as ``user`` may see it, with the needs-help cases among it."""
+    ctx, client = request.app[CTX], request.app[REDIS]
+    progress = scoped_progress(user, await alert_progress(client, ctx.keys, alert))
+    progress["needs_help_cases"] = await help_cases(client, ctx.keys, alert.id, progress["areas"]["community"])
+    return progress
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    found = await visible_alert(request)
+    if isinstance(found, web.Response):
+        return found
+    ctx, user = request.app[CTX], principal(request).user
+    stopping = request.app[STOPPING]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    last = ""
+    quiet = recheck = 0.0
+    try:
+        while not stopping.is_set():
+            alert = await load_alert_async(request.app[REDIS], ctx.keys, found.id)
+            if alert is None:
+                break
+            body = json.dumps(await snapshot(request, alert, user), ensure_ascii=False)
+            if body != last:
+                await response.write(f"event: progress\ndata: {body}\n\n".encode())
+                last, quiet = body, 0.0
+            elif quiet >= KEEPALIVE_SECONDS:
+                await response.write(b": still here\n\n")
+                quiet = 0.0
+            if recheck >= RECHECK_SECONDS:
+                if await identify(request) is None:
+                    break
+                recheck = 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), INTERVAL_SECONDS)
+            quiet += INTERVAL_SECONDS
+            recheck += INTERVAL_SECONDS
+    except ConnectionResetError:
+        pass  # the browser went away
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app[STOPPING] = asyncio.Event()
+
+    async def stop_streams(app: web.Application) -> None:
+        app[STOPPING].set()
+
+    app.on_shutdown.append(stop_streams)
+    app.router.add_get("/api/v1/alerts/{id}/events", stream)

@@ -1,0 +1,44 @@
+"""The admin's page of accounts: who may sign in, as what, for which areas; disable or enable one.
+Accounts are created with ``broadcast users add`` (passwords are never typed into a web form)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from broadcast.alerts import audit
+from broadcast.console.access import Permission, require
+from broadcast.console.guard import principal
+from broadcast.console.render import console_page, message_page
+from broadcast.console.users import list_users, load_user, store_user
+from broadcast.web import CTX
+
+
+async def show_users(request: web.Request) -> web.Response:
+    ctx, user = request.app[CTX], principal(request).user
+    require(user, Permission.manage_users)
+    users = await asyncio.to_thread(list_users, ctx.redis, ctx.keys)
+    return console_page(request, "console/users.html", users=users)
+
+
+async def set_disabled(request: web.Request) -> web.Response:
+    ctx, found = request.app[CTX], principal(request)
+    require(found.user, Permission.manage_users)
+    name = request.match_info["name"]
+    disable = (await request.post()).get("disabled") == "1"
+    if name == found.user.name and disable:
+        return message_page(request, 409, "不能停用自己的账号 You cannot disable your own account")
+    target = await asyncio.to_thread(load_user, ctx.redis, ctx.keys, name)
+    if target is None:
+        return message_page(request, 404, f"没有用户 {name} No user named {name}")
+    changed = target.model_copy(update={"disabled": disable})
+    await asyncio.to_thread(store_user, ctx.redis, ctx.keys, changed, replace=True)
+    action = "user_disable" if disable else "user_enable"
+    await asyncio.to_thread(audit, ctx, found.user.name, action, origin=found.origin, user=name)
+    raise web.HTTPSeeOther("/console/users")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/console/users", show_users)
+    app.router.add_post("/console/users/{name}/disabled", set_disabled)
