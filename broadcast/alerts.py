@@ -13,7 +13,7 @@ from audiences.areas import AreaTree
 from audiences.groups import unknown_groups
 from broadcast.context import CONTROL_QUEUE, Context
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys, as_text
-from broadcast.models import Alert, AlertDraft, AlertStatus, MessageType
+from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, MessageType
 
 IDEMPOTENCY_SECONDS = 24 * 3600
 
@@ -182,15 +182,36 @@ def cancel(ctx: Context, alert_id: str, officer: str, *, origin: str = "cli") ->
         return alert.model_copy(update={"status": AlertStatus.cancelled, "cancelled_at": ctx.clock.now()})
 
     alert = _update(ctx, alert_id, change)
-    ctx.redis.zrem(ctx.keys.alerts_active, alert_id)
     audit(ctx, officer, "cancel", alert_id=alert_id, origin=origin)
+    _wind_down(ctx, alert_id, clear_screens=True)
+    return alert
+
+
+def _wind_down(ctx: Context, alert_id: str, *, clear_screens: bool) -> None:
+    """An alert that no longer stands: replies stop counting for it, its ladder stops, its screens clear."""
     from broadcast.displays import schedule_clear_now
     from broadcast.escalation import cancel_ladder
 
+    ctx.redis.zrem(ctx.keys.alerts_active, alert_id)
     cancel_ladder(ctx, alert_id)
-    if ctx.redis.exists(ctx.keys.alert_screens(alert_id)):
+    if clear_screens and ctx.redis.exists(ctx.keys.alert_screens(alert_id)):
         schedule_clear_now(ctx, alert_id)
-    return alert
+
+
+def _supersede(ctx: Context, alert: Alert) -> None:
+    """An update replaces the alert it references, a cancel message ends it (CAP's msgType)."""
+    if alert.msg_type is MessageType.alert or not alert.references:
+        return
+    status = AlertStatus.superseded if alert.msg_type is MessageType.update else AlertStatus.cancelled
+
+    def change(old: Alert) -> Alert:
+        if old.status in (AlertStatus.cancelled, AlertStatus.expired, AlertStatus.superseded):
+            return old
+        return old.model_copy(update={"status": status, "cancelled_at": ctx.clock.now()})
+
+    _update(ctx, alert.references, change)
+    # The new alert's own screen message replaces the old one; without screens of its own, clear them.
+    _wind_down(ctx, alert.references, clear_screens=ChannelKind.screen not in alert.channels)
 
 
 def set_status(ctx: Context, alert_id: str, status: AlertStatus, **fields: Any) -> Alert:
@@ -231,6 +252,7 @@ def _issue(ctx: Context, alert: Alert, actor: str, origin: str) -> None:
     issued_at: datetime = alert.issued_at or ctx.clock.now()
     ctx.redis.zadd(ctx.keys.alerts_active, {alert.id: issued_at.timestamp()})
     audit(ctx, actor, "issue", alert_id=alert.id, origin=origin)
+    _supersede(ctx, alert)
     ctx.queue(CONTROL_QUEUE).enqueue(
         "broadcast.plan.plan_job",
         alert.id,

@@ -13,7 +13,7 @@ from audiences.population import Population
 from broadcast import alerts
 from broadcast.cli import main
 from broadcast.context import QUEUE_ORDER, Context
-from broadcast.models import EventType, Language, Level, MessageType
+from broadcast.models import AlertStatus, EventType, Language, Level, MessageType
 from broadcast.segments import sms_cost
 from broadcast.tokens import LINK_TOKEN_LENGTH, read_link_token
 from broadcast.worker import drain
@@ -102,6 +102,8 @@ def test_residents_get_the_upgrade_wording_and_their_own_links(
     named = {read_link_token(ctx.secret, link.group(1)) for link in links if link}
     assert len(named) == len(upgrades) and {alert for alert, _ in named} == {red.id}, "one link per recipient"
     assert red.references == orange.id
+    assert alerts.get_alert(ctx, orange.id).status is AlertStatus.superseded, "the update replaces the orange"
+    assert ctx.redis.zscore(ctx.keys.alerts_active, orange.id) is None
 
 
 def test_an_update_must_keep_the_event_it_changes(ctx: Context, tree: AreaTree) -> None:
