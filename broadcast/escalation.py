@@ -134,27 +134,50 @@ async def run_step(ctx: Context, alert_id: str, index: int) -> dict[str, Any]:
         await client.aclose()
 
 
-async def unconfirmed(client: redis.asyncio.Redis, keys: Keys, alert_id: str, start: int, end: int) -> list[int]:
-    """Ordinals in [start, end) who have neither confirmed, asked for help, nor been reached in person."""
+async def settled(client: redis.asyncio.Redis, keys: Keys, alert_id: str, size: int) -> bytes:
+    """A bitmap of everyone who needs no more chasing: confirmed, asked for help (a case already), or
+    settled in person. Fetched whole (3 MB for 25 million) so steps count per area without round trips."""
     async with client.pipeline(transaction=False) as pipe:
         for state in ("acknowledged", "needs_help", "closed"):
-            pipe.getrange(keys.bits(alert_id, state), start // 8, (end - 1) // 8)
-        maps = [as_bytes(m) for m in await pipe.execute()]
+            pipe.get(keys.bits(alert_id, state))
+        maps = [as_bytes(m or b"") for m in await pipe.execute()]
+    width = (size + 7) // 8
+    done = 0
+    for bitmap in maps:
+        done |= int.from_bytes(bitmap[:width].ljust(width, b"\0"), "big")
+    return done.to_bytes(width, "big")
+
+
+def count_set(bitmap: bytes, start: int, end: int) -> int:
+    """How many bits of [start, end) are set (whole bytes counted in C, the edges bit by bit)."""
+    if end <= start:
+        return 0
+    first, last = (start + 7) // 8, end // 8
+    if first >= last:
+        return sum(1 for o in range(start, end) if bitmap[o >> 3] & (0x80 >> (o & 7)))
+    edges = sum(1 for o in (*range(start, first * 8), *range(last * 8, end)) if bitmap[o >> 3] & (0x80 >> (o & 7)))
+    return edges + int.from_bytes(bitmap[first:last], "big").bit_count()
+
+
+def unset_among(bitmap: bytes, among: bytes) -> list[int]:
+    """Ordinals set in ``among`` but not in ``bitmap``, byte by byte."""
     out = []
-    for o in range(start, end):
-        i, bit = o // 8 - start // 8, 0x80 >> (o % 8)
-        if not any(i < len(m) and m[i] & bit for m in maps):
-            out.append(o)
-    return out
+    for i, (done, wanted) in enumerate(zip(bitmap, among, strict=False)):
+        byte = wanted & ~done
+        while byte:
+            top = byte.bit_length() - 1
+            out.append(i * 8 + 7 - top)
+            byte &= ~(1 << top)
+    return sorted(out)
 
 
 async def _call_vulnerable(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
     index = await roster_index(client, ctx.keys, alert.id)
     if index is None:
         return {"called": 0}
-    waiting = await unconfirmed(client, ctx.keys, alert.id, 0, index.size)
+    done = await settled(client, ctx.keys, alert.id, index.size)
     vulnerable = as_bytes(await client.get(ctx.keys.bits(alert.id, "vulnerable")) or b"")
-    chosen = [o for o in waiting if o // 8 < len(vulnerable) and vulnerable[o // 8] & (0x80 >> (o % 8))]
+    chosen = unset_among(done, vulnerable)
     rids = await read_rids(client, ctx.keys, alert.id, chosen)
     residents = await load_residents(client, ctx.keys, rids)
     callable_ = [o for o, rid in zip(chosen, rids, strict=True) if (r := residents.get(rid)) is not None and r.phone]
@@ -173,10 +196,21 @@ async def _ranges_of(client: redis.asyncio.Redis, keys: Keys, alert_id: str, dig
     return out
 
 
+async def _waiting_by_area(
+    client: redis.asyncio.Redis, keys: Keys, alert_id: str, digits: int
+) -> list[tuple[str, int]]:
+    """(area, how many still to chase) for every area of one code length in the roster."""
+    index = await roster_index(client, keys, alert_id)
+    if index is None:
+        return []
+    done = await settled(client, keys, alert_id, index.size)
+    spans = sorted((await _ranges_of(client, keys, alert_id, digits)).items())
+    return [(code, (end - start) - count_set(done, start, end)) for code, (start, end) in spans]
+
+
 async def _notify_volunteers(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
     notices: list[tuple[Volunteer, int]] = []
-    for grid, (start, end) in sorted((await _ranges_of(client, ctx.keys, alert.id, 14)).items()):
-        waiting = len(await unconfirmed(client, ctx.keys, alert.id, start, end))
+    for grid, waiting in await _waiting_by_area(client, ctx.keys, alert.id, 14):
         if waiting:
             notices += [(v, waiting) for v in await volunteers_for_grid(client, ctx.keys, grid)]
     sent = await send_notices(ctx, client, alert, notices, "list")
@@ -185,8 +219,7 @@ async def _notify_volunteers(ctx: Context, client: redis.asyncio.Redis, alert: A
 
 async def _notify_workers(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
     notices: list[tuple[Volunteer, int]] = []
-    for community, (start, end) in sorted((await _ranges_of(client, ctx.keys, alert.id, 12)).items()):
-        waiting = len(await unconfirmed(client, ctx.keys, alert.id, start, end))
+    for community, waiting in await _waiting_by_area(client, ctx.keys, alert.id, 12):
         if waiting:
             workers = await community_volunteers(client, ctx.keys, community)
             notices += [(w, waiting) for w in workers if w.role is VolunteerRole.community_worker]

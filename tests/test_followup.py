@@ -198,3 +198,18 @@ def test_cancel_stops_the_ladder_and_forged_links_show_nothing(
     clock.advance(minutes=15)
     assert step(ctx, alert.id, 1) == {"skipped": "the alert has ended"}
     assert request_json(f"{stack.url}/v/{token}/list.json")[0] == 410
+
+
+def test_bit_counting_agrees_with_a_plain_count() -> None:
+    import random
+
+    from broadcast.escalation import count_set, unset_among
+
+    rng = random.Random(5)
+    done = bytes(rng.getrandbits(8) for _ in range(300))
+    wanted = bytes(rng.getrandbits(8) for _ in range(300))
+    plain = [bool(done[o >> 3] & (0x80 >> (o & 7))) for o in range(2400)]
+    for start, end in [(0, 2400), (3, 17), (5, 6), (8, 16), (13, 2399), (100, 100), (7, 9)]:
+        assert count_set(done, start, end) == sum(plain[start:end]), (start, end)
+    expected = [o for o in range(2400) if wanted[o >> 3] & (0x80 >> (o & 7)) and not plain[o]]
+    assert unset_among(done, wanted) == expected
