@@ -215,7 +215,9 @@ def run_demo(
     ctx: Context, *, once: bool, as_json: bool, area: str = DEMO_STREET, residents: int = 2000, seed: int = 1
 ) -> int:
     """Run the demo; returns the process exit code."""
-    console = Console(stderr=as_json)
+    stream = sys.stderr if as_json else sys.stdout
+    # Piped output (a log, CI) gets a width that fits committee names, not the 80 columns of a dumb terminal.
+    console = Console(stderr=as_json, width=None if stream.isatty() else 110)
     console.print(f"Redis: {'embedded, data under ' + str(ctx.settings.data_dir) if ctx.embedded else ctx.redis_url}")
     loaded = prepare(ctx, area, residents, seed)
     from broadcast.console.demo_accounts import create_demo_accounts
