@@ -236,12 +236,18 @@ async def rollup(request: web.Request) -> dict[str, Any] | web.Response:
         if (r := residents.get(rid)) is not None
     ]
     steps = {as_text(k): as_text(v) for k, v in (await client.hgetall(ctx.keys.alert_steps(alert.id))).items()}
+    replies = []
+    for _, fields in await client.xrevrange(ctx.keys.alert_replies(alert.id), count=10_000) or []:
+        entry = {as_text(k): as_text(v) for k, v in (fields or {}).items()}
+        if start <= int(entry["ordinal"]) < end:
+            replies.append(entry)
     return {
         "alert": alert.id,
         "committee": worker.community,
         "name": names.get(worker.community, worker.community),
         "grids": rows,
         "needs_help": cases,
+        "replies": replies[:200],
         "steps_done": steps,
     }
 

@@ -22,6 +22,9 @@ from broadcast.ledger import Ledger, roster_index
 from broadcast.models import AckMethod, Alert, EventKind, RecipientEvent, ReplyEvent, normalise_reply
 
 _ALERT_CACHE_SECONDS = 2.0
+REPLIES_KEPT = 100_000  # unreadable replies kept per alert for the roll-ups
+# Words that mean trouble wherever they appear in a reply ("家里老人需要帮助", "被困了", "help us").
+HELP_WORDS = ("帮", "救", "困", "急", "伤", "help", "sos")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,13 @@ class Inbox:
         alert_id, ordinal = found
         meaning = self.meaning(event.body)
         if meaning is None:
+            # Words we cannot read as yes or help still reach a person: the committee's roll-up lists them.
+            await self.client.xadd(
+                self.keys.alert_replies(alert_id),
+                {"ordinal": ordinal, "body": event.body[:500], "at": self.ctx.clock.now().isoformat()},
+                maxlen=REPLIES_KEPT,
+                approximate=True,
+            )
             await self.client.hincrby(self.keys.counts(alert_id), "replies_unrecognised", 1)
             return Recorded("unrecognised", alert_id, ordinal)
         return await self.record_recipient_event(
@@ -112,9 +122,10 @@ class Inbox:
         )
 
     def meaning(self, body: str) -> EventKind | None:
+        """Confirmation, a call for help, or None; any help word anywhere in a reply counts as a call for help."""
         text = normalise_reply(body)
         settings = self.ctx.settings
-        if text in {k.lower() for k in settings.help_keywords}:
+        if text in {k.lower() for k in settings.help_keywords} or any(w in text for w in HELP_WORDS):
             return EventKind.needs_help
         if text in {k.lower() for k in settings.confirm_keywords}:
             return EventKind.acknowledged

@@ -54,6 +54,7 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:{id}:steps           hash   escalation step -> when it ran (each runs once)
     {ns}:alert:{id}:notices         hash   "{kind}:{volunteer}" -> when they were texted their link
     {ns}:alert:{id}:outcomes        hash   ordinal -> JSON {outcome, volunteer, at, request}: door-to-door results
+    {ns}:alert:{id}:replies         stream replies we could not read as yes or help {ordinal, body, at}, capped
 
 Console (users and their credentials; tokens are stored only as SHA-256 digests)
     {ns}:users                      hash   user name -> user JSON (role, areas, argon2 password hash, disabled)
@@ -218,6 +219,9 @@ class Keys:
 
     def alert_outcomes(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:outcomes"
+
+    def alert_replies(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:replies"
 
     def alert_keys(self, alert_id: str) -> str:
         """A pattern matching every key of one alert (for retention and tests)."""

@@ -213,3 +213,27 @@ def test_bit_counting_agrees_with_a_plain_count() -> None:
         assert count_set(done, start, end) == sum(plain[start:end]), (start, end)
     expected = [o for o in range(2400) if wanted[o >> 3] & (0x80 >> (o & 7)) and not plain[o]]
     assert unset_among(done, wanted) == expected
+
+
+def test_replies_in_their_own_words_are_read_or_kept_for_a_person(
+    ctx: Context, clock: ManualClock, population: Population, stack: Stack
+) -> None:
+    stack.sim.behaviour.reply_share = 0
+    alert = issue(ctx, [STREET], level=Level.orange)
+    drain(ctx)
+    stack.settle()
+    account = twilio_account(ctx.settings)
+    url = ctx.settings.public_url + INBOUND_PATH
+    trapped, chatty = population.residents[3], population.residents[4]
+    for resident, body in ((trapped, "我家老人被困在电梯里"), (chatty, "看到了，我们已经把阳台的花盆搬进来")):
+        reply = {"AccountSid": account.sid, "From": resident.phone or "", "To": "+8610691234", "Body": body}
+        assert post_form(url, reply, {SIGNATURE_HEADER: sign(account.auth_token, url, reply)})[0] == 200
+    drain(ctx)
+    assert progress(ctx, alert.id)["totals"]["needs_help"] == 1, "a help word anywhere is a call for help"
+    worker = next(
+        v for v in population.volunteers if v.role is VolunteerRole.community_worker and v.community == chatty.community
+    )
+    token = volunteer_token(ctx.secret, worker.id, alert.id)
+    status, rollup = request_json(f"{stack.url}/w/{token}/rollup.json")
+    assert status == 200
+    assert [r["body"] for r in rollup["replies"]] == ["看到了，我们已经把阳台的花盆搬进来"]
