@@ -13,6 +13,7 @@ has its own ``sent``/``attempted`` bitmaps, so a second call is not mistaken for
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from rq import Retry
 
 from audiences.registry import Registry
 from audiences.residents import Resident, load_residents
-from broadcast.compose import AreaFacts, Rendered, confirmation_link, render, with_link
+from broadcast.compose import AreaFacts, Rendered, confirmation_link, load_layouts, render, with_link
 from broadcast.context import FOLLOWUP_QUEUE, Context, current, level_queue
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys
 from broadcast.ledger import Ledger, RosterIndex, roster_index
@@ -51,6 +52,14 @@ class BadConfiguration(RuntimeError):
 def channel_label(kind: ChannelKind, round_: int) -> str:
     """How bitmaps and counters name a channel in a round: "voice", or "voice.1" for the first escalation."""
     return kind.value if round_ == 0 else f"{kind.value}.{round_}"
+
+
+def prepare_worker(settings: Settings) -> None:
+    """Load in the worker, once, what each batch's work horse would otherwise load again: the message
+    layouts (compiled) and the catalogue; then keep the cyclic collector off those objects, so that
+    forked work horses do not copy the pages it would touch."""
+    load_layouts(settings)
+    gc.freeze()
 
 
 def deliver_job(alert_id: str, channel: str, ranges: list[list[int]], round_: int = 0) -> dict[str, Any]:
@@ -381,11 +390,7 @@ class BatchRun:
             self.report.failed += len(ordinals)
 
     async def clear_attempted(self, ordinals: Iterable[int]) -> None:
-        key = self.ledger.bitmap(f"attempted:{self.label}")
-        async with self.client.pipeline(transaction=False) as pipe:
-            for o in ordinals:
-                pipe.setbit(key, o, 0)
-            await pipe.execute()
+        await self.ledger.set_bits(f"attempted:{self.label}", ordinals, 0)
 
 
 def _address(resident: Resident | None, kind: ChannelKind) -> str | None:

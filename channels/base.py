@@ -194,17 +194,27 @@ async def send_concurrently(
     concurrency: int,
 ) -> AsyncIterator[SendResult]:
     """Run ``send_one`` over messages with at most ``concurrency`` in flight, each through the gate."""
-    slots = asyncio.Semaphore(concurrency)
+    # ``concurrency`` lanes take the messages in order and hand each result over as it comes: one
+    # task per lane rather than one per message (a batch's bookkeeping is then a fraction of its
+    # sending). A lane that fails hands over its exception, which the caller gets in turn.
+    results: asyncio.Queue[SendResult | Exception] = asyncio.Queue()
+    waiting = iter(messages)
 
-    async def guarded(message: OutboundMessage) -> SendResult:
-        async with slots:
-            await gate.admit((message,), message.parts)
-            return await send_one(message)
+    async def lane() -> None:
+        try:
+            for message in waiting:
+                await gate.admit((message,), message.parts)
+                results.put_nowait(await send_one(message))
+        except Exception as exc:
+            results.put_nowait(exc)
 
-    tasks = [asyncio.ensure_future(guarded(m)) for m in messages]
+    lanes = [asyncio.ensure_future(lane()) for _ in range(min(concurrency, len(messages)))]
     try:
-        for finished in asyncio.as_completed(tasks):
-            yield await finished
+        for _ in range(len(messages)):
+            result = await results.get()
+            if isinstance(result, Exception):
+                raise result
+            yield result
     finally:
-        for task in tasks:
+        for task in lanes:
             task.cancel()
