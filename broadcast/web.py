@@ -22,7 +22,7 @@ from broadcast.context import Context
 from broadcast.deliver import load_alert_async
 from broadcast.inbound import Inbox
 from broadcast.models import AlertDraft
-from broadcast.progress import alert_progress
+from broadcast.progress import AREA_LEVELS, alert_progress
 from channels import inbound_routes
 from channels.base import InboundRejected, InboundRequest, InboundRoute
 
@@ -112,10 +112,15 @@ async def get_alert(request: web.Request) -> web.Response:
     alert_id = request.match_info["id"]
     if not alert_id.isdigit():
         return error(404, f"no alert with id {alert_id}", "id")
+    # ?areas=district,street leaves out the committee rows (thousands of them for a citywide alert).
+    levels = tuple(filter(None, request.query.get("areas", ",".join(AREA_LEVELS)).split(",")))
+    unknown = [level for level in levels if level not in AREA_LEVELS]
+    if unknown:
+        return error(422, f"unknown area level(s) {', '.join(unknown)}; use {', '.join(AREA_LEVELS)}", "areas")
     alert = await load_alert_async(request.app[REDIS], ctx.keys, alert_id)
     if alert is None:
         return error(404, f"no alert with id {alert_id}", "id")
-    return web.json_response(await alert_progress(request.app[REDIS], ctx.keys, alert))
+    return web.json_response(await alert_progress(request.app[REDIS], ctx.keys, alert, levels))
 
 
 async def health(request: web.Request) -> web.Response:
