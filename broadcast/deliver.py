@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,6 +42,7 @@ FLUSH_EVERY = 50  # results recorded per round trip …
 FLUSH_SECONDS = 0.25  # … or at least this often
 ATTEMPT_WINDOW = 50  # messages marked "attempted" ahead of sending, per round trip
 RETRY_PAUSE_SECONDS = (0.5, 2.0, 5.0)
+THROTTLED_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)  # seconds, then the next pass (about 13 s)
 LATER_RETRY_SECONDS = 30
 BATCH_JOB = "broadcast.deliver.deliver_job"
 
@@ -163,7 +165,9 @@ class DeliveryGate:
         self._lock = asyncio.Lock()
 
     async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
-        last = max(self.position[m.ordinal] for m in messages)
+        last = (
+            max(self.position[m.ordinal] for m in messages) if len(messages) > 1 else self.position[messages[0].ordinal]
+        )
         if last >= self.marked:
             async with self._lock:
                 if last >= self.marked:
@@ -176,6 +180,21 @@ class DeliveryGate:
     def slow_down(self) -> None:
         if self.limit is not None:
             self.limit.slow_down()
+
+    async def retry_throttled(self, message: OutboundMessage, tries: int) -> bool:
+        """A provider at its capacity refuses what it cannot carry now: back off (with jitter, as
+        providers ask) and send the message again in its lane, while the other lanes go on, rather
+        than a whole pass later; after THROTTLED_PAUSES it goes back to the batch's next pass."""
+        if tries >= len(THROTTLED_PAUSES):
+            return False
+        self.slow_down()
+        await asyncio.sleep(THROTTLED_PAUSES[tries] * random.uniform(0.5, 1.5))
+        return True
+
+    async def close(self) -> None:
+        """The pass is over: what the rate limit gave and was not spent goes back to the account."""
+        if self.limit is not None:
+            await self.limit.release()
 
 
 class BatchRun:
@@ -297,6 +316,7 @@ class BatchRun:
                     await self.record(buffer)
                     buffer, flushed_at = [], loop.time()
             await self.record(buffer)
+            await gate.close()
             if bad_config is not None:
                 await self.clear_attempted([m.ordinal for m in again])
                 raise BadConfiguration(

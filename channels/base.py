@@ -113,15 +113,23 @@ class Gate(Protocol):
 
     def slow_down(self) -> None: ...
 
+    async def retry_throttled(self, message: OutboundMessage, tries: int) -> bool:
+        """The provider throttled ``message`` (``tries`` times already sent again): wait and say
+        True to send it again now, or say False to report it throttled."""
+        ...
+
 
 class OpenGate:
-    """No rate limit, nothing recorded."""
+    """No rate limit, nothing recorded, a throttled message reported as such."""
 
     async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
         return None
 
     def slow_down(self) -> None:
         return None
+
+    async def retry_throttled(self, message: OutboundMessage, tries: int) -> bool:
+        return False
 
 
 def classify_http(status: int) -> Outcome:
@@ -204,7 +212,15 @@ async def send_concurrently(
         try:
             for message in waiting:
                 await gate.admit((message,), message.parts)
-                results.put_nowait(await send_one(message))
+                result = await send_one(message)
+                tries = 0
+                # A provider at its capacity refuses what it cannot carry now; a gate may have the
+                # lane wait and send the same message again (the other lanes go on meanwhile).
+                while result.outcome is Outcome.throttled and await gate.retry_throttled(message, tries):
+                    tries += 1
+                    await gate.admit((message,), message.parts)
+                    result = await send_one(message)
+                results.put_nowait(result)
         except Exception as exc:
             results.put_nowait(exc)
 

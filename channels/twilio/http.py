@@ -4,7 +4,7 @@ twilio's ``AsyncTwilioHttpClient`` turns every request's form into an aiohttp ``
 multipart writer with a fresh random boundary, then thrown away), builds the Basic credentials
 again, keeps a copy of each request and response for its own tests, and logs each request's URL
 and headers line by line. At thousands of messages a second that is a third of the client's time.
-This subclass encodes the form once, sends credentials computed once, and logs nothing per request
+This subclass encodes the form itself (see form_encode), sends credentials computed once, and logs nothing per request
 (a message's URL names the recipient's alert and ordinal; logs are no place for that). What it
 returns is the library's own ``Response``, so the library parses answers and raises its own errors.
 """
@@ -13,13 +13,31 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import aiohttp
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 
 FORM = "application/x-www-form-urlencoded"
+
+
+def form_encode(data: dict[str, object]) -> bytes:
+    """application/x-www-form-urlencoded, as urlencode does it, but a value that is not ASCII (a
+    Chinese message) is percent-encoded byte for byte in C rather than by urllib's per-byte loop,
+    which took a tenth of a message's time. Escaping a character that needs none is allowed by the
+    form encoding, and every decoder reads it back the same."""
+    fields = []
+    for key, value in data.items():
+        for item in value if isinstance(value, list | tuple) else (value,):
+            text = str(item)
+            if text.isascii():
+                encoded = quote_plus(text)
+            else:
+                raw = text.encode()
+                encoded = "%" + raw.hex("%").upper()
+            fields.append(f"{quote_plus(str(key))}={encoded}")
+    return "&".join(fields).encode()
 
 
 def basic_authorization(username: str, password: str) -> str:
@@ -57,7 +75,7 @@ class TwilioHttpClient(AsyncTwilioHttpClient):
             sent_headers["Authorization"] = basic_authorization(*auth)
         body = None
         if data:
-            body = urlencode(data, doseq=True).encode()
+            body = form_encode(data)
             sent_headers.setdefault("Content-Type", FORM)
         assert isinstance(self.session, aiohttp.ClientSession)
         # Without a timeout of its own, the request keeps the session's (aiohttp takes None as "never").
