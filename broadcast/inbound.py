@@ -25,17 +25,20 @@ from audiences.residents import Resident, hget_many, load_places, phone_rids
 from broadcast.context import Context
 from broadcast.deliver import channel_failed, load_alert_async
 from broadcast.keys import Keys, as_bytes, as_text
-from broadcast.ledger import Ledger, roster_index
+from broadcast.ledger import Ledger, RosterIndex, roster_index
 from broadcast.models import AckMethod, Alert, ChannelKind, EventKind, RecipientEvent, ReplyEvent, normalise_reply
 
 _ALERT_CACHE_SECONDS = 2.0
 _MOST_RECENT_ALERTS = 21  # a reply is matched against the latest active alerts, newest first
 BATCH_LIMIT = 500  # events stored together at most
 
-# GETRANGE of many byte ranges of one string (a roster): one command instead of one each.
+# GETRANGE of many byte ranges of one string (a roster): one command instead of one each, the
+# ranges packed in one argument ("start end;" each).
 _GETRANGES = """
 local out = {}
-for i = 1, #ARGV, 2 do out[#out + 1] = redis.call('GETRANGE', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for first, last in string.gmatch(ARGV[1], "(%d+) (%d+);") do
+  out[#out + 1] = redis.call('GETRANGE', KEYS[1], tonumber(first), tonumber(last))
+end
 return out
 """
 
@@ -133,10 +136,15 @@ class Inbox:
         out: list[Recorded] = []
         groups: dict[tuple[str, EventKind, ChannelKind, AckMethod | None], list[tuple[int, int]]] = {}
         alerts: dict[str, Alert] = {}
+        looked_up: dict[str, tuple[Alert | None, RosterIndex | None]] = {}
         stale = 0
         for event, method in events:
-            alert = await self.alert(event.alert_id)
-            index = await roster_index(self.client, self.keys, event.alert_id)
+            if event.alert_id not in looked_up:  # most events of a batch are about one alert
+                looked_up[event.alert_id] = (
+                    await self.alert(event.alert_id),
+                    await roster_index(self.client, self.keys, event.alert_id),
+                )
+            alert, index = looked_up[event.alert_id]
             if alert is None or index is None or not 0 <= event.ordinal < index.size:
                 stale += 1
                 out.append(Recorded("stale", event.alert_id, event.ordinal))
@@ -197,12 +205,14 @@ class Inbox:
                 unrecognised[alert_id] = unrecognised.get(alert_id, 0) + 1
                 out.append(Recorded("unrecognised", alert_id, ordinal))
                 continue
-            out.append(
-                RecipientEvent(
+            out.append(  # built from values already checked: no validation again
+                RecipientEvent.model_construct(
                     alert_id=alert_id,
                     ordinal=ordinal,
                     kind=meaning,
                     channel=event.channel,
+                    method=None,
+                    error_code=None,
                     provider_ref=event.provider_ref,
                 )
             )
@@ -293,8 +303,8 @@ class Inbox:
         """The rids of each roster range."""
         if not spans:
             return {}
-        args = [x for start, end in spans for x in (start * 4, end * 4 - 1)]
-        raw = await self.client.eval(_GETRANGES, 1, self.keys.roster(alert_id), *args)
+        packed = "".join(f"{start * 4} {end * 4 - 1};" for start, end in spans)
+        raw = await self.client.eval(_GETRANGES, 1, self.keys.roster(alert_id), packed)
         out = {}
         for span, chunk in zip(spans, raw, strict=True):
             data = as_bytes(chunk)
