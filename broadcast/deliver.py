@@ -42,7 +42,23 @@ FLUSH_EVERY = 50  # results recorded per round trip …
 FLUSH_SECONDS = 0.25  # … or at least this often
 ATTEMPT_WINDOW = 50  # messages marked "attempted" ahead of sending, per round trip
 RETRY_PAUSE_SECONDS = (0.5, 2.0, 5.0)
-THROTTLED_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)  # seconds, then the next pass (about 13 s)
+THROTTLED_PAUSES = (
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.2,
+    0.3,
+    0.3,
+    0.5,
+    0.5,
+    0.5,
+    1.0,
+    1.0,
+    2.0,
+    2.0,
+    5.0,
+)  # seconds, then the next pass
 LATER_RETRY_SECONDS = 30
 BATCH_JOB = "broadcast.deliver.deliver_job"
 

@@ -123,7 +123,7 @@ async def _now() -> float:
 def test_a_provider_at_capacity_gets_everyone_once_and_nobody_waits_for_a_later_batch(
     ctx: Context, population: Population, stack: Stack
 ) -> None:
-    stack.sim.capacity = Capacity(300.0, burst=10)  # the account carries 300 messages a second
+    stack.sim.capacity = Capacity(300.0, queue_seconds=0.03)  # 300 a second; refuses what it cannot send now
     alert = issue(ctx, [STREET])
     started = asyncio.run(_now())
     drain(ctx)

@@ -14,11 +14,14 @@ received is recorded (``messages``, ``calls``) so tests assert on real wire traf
 is injectable: latency, 429 / 5xx answers, timeouts, invalid numbers, numbers that never receive,
 lines that are busy or never answered.
 
-Capacity: a real account carries so many messages a second. With ``capacity`` set, message creates
-beyond it are answered 429 (error 20429), as Twilio answers a client that outruns its account, rather
-than queued: a provider that queued would hide whether the sender paces itself, retries what was
-refused and loses nobody. Accepted messages are counted per 10 ms (``timeline``), so a benchmark
-can see the rate the provider saw.
+Capacity: a real account carries so many messages a second. Twilio takes what comes faster into
+the sender's queue and sends it on at that rate; it refuses a create only when the queue holds more
+than its limit (four hours' worth), and then answers 429. With ``capacity`` set the simulator does
+the same: each accepted message leaves at ``capacity`` a second (``last_departure`` is when the last
+one will have left), and while more than ``capacity_queue_seconds`` of messages wait, creates are
+answered 429 (error 20429). A queue of (almost) nothing is a provider that refuses whatever it
+cannot send at once. Accepted messages are counted per 10 ms (``timeline``), so a benchmark can see
+the rate the provider was offered.
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ class TwilioBehaviour:
     seed: int = 7
     send_status_callbacks: bool = True
     keep_messages: bool = True  # False: count messages without keeping each one (long benchmark runs)
-    capacity: float = 0.0  # message creates a second the account carries; beyond: 429. 0: no limit
-    capacity_burst: float = 0.0  # creates allowed at once above the rate; 0: 50 ms worth
+    capacity: float = 0.0  # messages a second the account sends on; 0: no limit
+    capacity_queue_seconds: float = 4 * 3600.0  # backlog queued before creates are answered 429
 
     def _draw(self, purpose: str, phone: str) -> float:
         digest = hashlib.sha1(f"{self.seed}:{purpose}:{phone}".encode()).digest()
@@ -107,19 +110,21 @@ class SimulatedCall:
 
 
 class Capacity:
-    """At most ``per_second`` creates a second, ``burst`` at once (GCRA on the simulator's clock)."""
+    """Messages leave one after another at ``per_second``; a message is queued while fewer than
+    ``queue_seconds`` of them wait, else refused."""
 
-    def __init__(self, per_second: float, burst: float = 0.0) -> None:
+    def __init__(self, per_second: float, queue_seconds: float = 4 * 3600.0) -> None:
         self.interval = 1.0 / per_second
-        self.burst = burst or max(1.0, per_second / 20)
-        self.tat = 0.0
+        self.queue_seconds = queue_seconds
+        self.tat = 0.0  # when the last queued message will have left (the simulator's monotonic clock)
 
-    def admit(self, now: float) -> bool:
+    def admit(self, now: float) -> float | None:
+        """Queue one message: the seconds until it leaves, or None when the queue is full."""
         tat = max(self.tat, now)
-        if tat + self.interval - self.burst * self.interval > now:
-            return False
+        if tat - now >= self.queue_seconds:
+            return None
         self.tat = tat + self.interval
-        return True
+        return self.tat - now
 
 
 TIMELINE_BUCKETS_PER_SECOND = 100
@@ -160,8 +165,11 @@ class TwilioSimulator(SimulatedProvider):
         self.timeline = Counter[int]()  # 10 ms bucket of time.time() → messages accepted in it
         self.parts_timeline = Counter[int]()  # … and their parts
         self.capacity = (
-            Capacity(self.behaviour.capacity, self.behaviour.capacity_burst) if self.behaviour.capacity else None
+            Capacity(self.behaviour.capacity, self.behaviour.capacity_queue_seconds)
+            if self.behaviour.capacity
+            else None
         )
+        self.last_departure = 0.0  # time.time() when the last accepted message will have left
         self._rng = random.Random(self.behaviour.seed)
 
     def add_routes(self, app: web.Application) -> None:
@@ -201,8 +209,11 @@ class TwilioSimulator(SimulatedProvider):
                 if injected == 429:
                     return twilio_error(429, 20429, "Too Many Requests")
                 return twilio_error(int(injected), 20500, "Internal Server Error")
-            if metered and self.capacity is not None and not self.capacity.admit(time.monotonic()):
-                return self._reject(429, 20429, "Too Many Requests")
+            if metered and self.capacity is not None:
+                wait = self.capacity.admit(time.monotonic())
+                if wait is None:
+                    return self._reject(429, 20429, "Too Many Requests")
+                self.last_departure = max(self.last_departure, time.time() + wait)
             posted = await request.post()
             form = {k: " ".join(str(v) for v in posted.getall(k)) for k in set(posted.keys())}
             if not form.get("To"):
