@@ -86,6 +86,7 @@ class Figure:
     baseline: float | None = None
     baseline_label: str = ""
     runs: list[float] | None = None
+    lower_is_better: bool = False  # a time: the ratio is then baseline / figure (how many times faster)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": self.value, "unit": self.unit}
@@ -94,7 +95,12 @@ class Figure:
         if self.baseline is not None:
             out["baseline"] = self.baseline
             out["baseline_is"] = self.baseline_label
-            out["ratio"] = round(self.value / self.baseline, 2) if self.baseline else None
+            if self.lower_is_better:
+                out["ratio"] = round(self.baseline / self.value, 1) if self.value else None
+                out["ratio_is"] = "baseline / figure"
+            else:
+                out["ratio"] = round(self.value / self.baseline, 2) if self.baseline else None
+                out["ratio_is"] = "figure / baseline"
         out["target"] = self.target
         out["met"] = self.met
         return out

@@ -97,6 +97,7 @@ class Load:
         self.last = 0.0
         self.errors = 0
         self.closed_loop = False
+        self.sending_done = False
         self.stop_at = 0.0
         self.finished = asyncio.Event()
 
@@ -127,7 +128,8 @@ class Load:
         self.check_finished()
 
     def check_finished(self) -> None:
-        if len(self.idle) == self.connections or (self.sent == len(self.latencies) + self.errors):
+        """Once sending has ended: set ``finished`` when every request sent has been answered (or lost)."""
+        if self.sending_done and self.sent <= len(self.latencies) + self.errors:
             self.finished.set()
 
     def send_on(self, conn: Connection, due: float) -> bool:
@@ -182,6 +184,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         await load.open_loop(args.rate, args.seconds)
     else:
         await load.closed(args.seconds)
+    load.sending_done = True
     load.check_finished()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(load.finished.wait(), DRAIN_SECONDS)
