@@ -139,7 +139,7 @@ def _alert_memory(ctx: Context, alert_id: str) -> dict[str, int]:
     """Bytes per kind of key of one alert, and of its queued jobs."""
     totals: Counter[str] = Counter()
     keys = [as_text(k) for k in ctx.redis.scan_iter(match=ctx.keys.alert_keys(alert_id), count=5000)]
-    jobs = [f"rq:job:{as_text(j)}" for name in QUEUE_ORDER for j in ctx.redis.lrange(ctx.keys.queue(name), 0, -1)]
+    jobs = [f"rq:job:{j}" for name in QUEUE_ORDER for j in ctx.queue(name).job_ids]
     with ctx.redis.pipeline(transaction=False) as pipe:
         for key in keys + jobs:
             pipe.memory_usage(key, samples=0)
