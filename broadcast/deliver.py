@@ -42,23 +42,8 @@ FLUSH_EVERY = 50  # results recorded per round trip …
 FLUSH_SECONDS = 0.25  # … or at least this often
 ATTEMPT_WINDOW = 50  # messages marked "attempted" ahead of sending, per round trip
 RETRY_PAUSE_SECONDS = (0.5, 2.0, 5.0)
-THROTTLED_PAUSES = (
-    0.02,
-    0.05,
-    0.1,
-    0.2,
-    0.2,
-    0.3,
-    0.3,
-    0.5,
-    0.5,
-    0.5,
-    1.0,
-    1.0,
-    2.0,
-    2.0,
-    5.0,
-)  # seconds, then the next pass
+# Seconds a throttled message waits in its lane before going again (about 13 s in all), then the next pass.
+THROTTLED_PAUSES = (0.02, 0.05, 0.1, 0.2, 0.2, 0.3, 0.3, 0.5, 0.5, 0.5, 1.0, 1.0, 2.0, 2.0, 5.0)
 LATER_RETRY_SECONDS = 30
 BATCH_JOB = "broadcast.deliver.deliver_job"
 
@@ -181,9 +166,7 @@ class DeliveryGate:
         self._lock = asyncio.Lock()
 
     async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
-        last = (
-            max(self.position[m.ordinal] for m in messages) if len(messages) > 1 else self.position[messages[0].ordinal]
-        )
+        last = max(self.position[m.ordinal] for m in messages)
         if last >= self.marked:
             async with self._lock:
                 if last >= self.marked:

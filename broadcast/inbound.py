@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,7 +65,7 @@ class Inbox:
         self.client = client
         self.keys: Keys = ctx.keys
         self._alerts: dict[str, tuple[float, Alert | None]] = {}
-        self._waiting: list[_Waiting] = []
+        self._waiting: deque[_Waiting] = deque()
         self._storing: asyncio.Task[None] | None = None
 
     async def alert(self, alert_id: str) -> Alert | None:
@@ -93,7 +94,7 @@ class Inbox:
             batch: list[_Waiting] = []
             size = 0
             while self._waiting and (not batch or size + len(self._waiting[0][0]) <= BATCH_LIMIT):
-                batch.append(self._waiting.pop(0))
+                batch.append(self._waiting.popleft())
                 size += len(batch[-1][0])
             try:
                 results = await self.record_now([e for events, _ in batch for e in events])
