@@ -202,10 +202,12 @@ async def send_concurrently(
     concurrency: int,
 ) -> AsyncIterator[SendResult]:
     """Run ``send_one`` over messages with at most ``concurrency`` in flight, each through the gate."""
-    # ``concurrency`` lanes take the messages in order and hand each result over as it comes: one
-    # task per lane rather than one per message (a batch's bookkeeping is then a fraction of its
-    # sending). A lane that fails hands over its exception, which the caller gets in turn.
-    results: asyncio.Queue[SendResult | Exception] = asyncio.Queue()
+    # ``concurrency`` lanes take the messages in order and hand their results over as they come:
+    # one task per lane rather than one per message, and the caller takes whatever has arrived at
+    # once (a batch's bookkeeping is then a fraction of its sending). A lane that fails hands over
+    # its exception, which the caller gets in turn.
+    ready: list[SendResult | Exception] = []
+    arrived = asyncio.Event()
     waiting = iter(messages)
 
     async def lane() -> None:
@@ -220,17 +222,27 @@ async def send_concurrently(
                     tries += 1
                     await gate.admit((message,), message.parts)
                     result = await send_one(message)
-                results.put_nowait(result)
+                ready.append(result)
+                arrived.set()
         except Exception as exc:
-            results.put_nowait(exc)
+            ready.append(exc)
+            arrived.set()
 
     lanes = [asyncio.ensure_future(lane()) for _ in range(min(concurrency, len(messages)))]
     try:
-        for _ in range(len(messages)):
-            result = await results.get()
-            if isinstance(result, Exception):
-                raise result
-            yield result
+        handed = 0
+        while handed < len(messages):
+            if not ready:
+                arrived.clear()
+                await arrived.wait()
+                continue
+            arrivals = ready.copy()
+            ready.clear()
+            for result in arrivals:
+                if isinstance(result, Exception):
+                    raise result
+                handed += 1
+                yield result
     finally:
         for task in lanes:
             task.cancel()
