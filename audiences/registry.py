@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from audiences.residents import (
+    HGET_MANY,
     KEY_UNIT_CONTACT,
     MEMBER,
     VOLUNTEER,
@@ -37,11 +38,6 @@ _SCRIPT_ITEMS = 2000  # fields read or written per script call (a few millisecon
 # Bulk reads and writes of hash fields spread over many small hashes (index buckets): one script
 # call does thousands, where a pipeline would pay a client-side command for each. The keys travel
 # as arguments, which one Redis (or a Sentinel pair) allows and Redis Cluster would not.
-_HGET_MANY = """
-local out = {}
-for i = 1, #ARGV, 2 do out[#out + 1] = redis.call('HGET', ARGV[i], ARGV[i + 1]) end
-return out
-"""
 _HSET_MANY = """
 for i = 1, #ARGV, 3 do redis.call('HSET', ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
 return #ARGV / 3
@@ -147,13 +143,13 @@ class Registry:
     # Reading
     def rids_of(self, external_ids: Sequence[str]) -> dict[str, int | None]:
         """Each external id's rid, or None for ids not in the registry."""
-        raw = self._script(_HGET_MANY, [(self.keys.resident_by_external(e), e) for e in external_ids])
+        raw = self._script(HGET_MANY, [(self.keys.resident_by_external(e), e) for e in external_ids])
         return {ext: int(r) if r is not None else None for ext, r in zip(external_ids, raw, strict=True)}
 
     def load(self, rids: Iterable[int]) -> dict[int, Resident]:
         """Entries by rid; ids without a record are left out."""
         rids = list(rids)
-        raw = self._script(_HGET_MANY, [(self.keys.resident_bucket(rid), rid) for rid in rids])
+        raw = self._script(HGET_MANY, [(self.keys.resident_bucket(rid), rid) for rid in rids])
         return {rid: decode_record(r) for rid, r in zip(rids, raw, strict=True) if r is not None}
 
     def by_external_id(self, external_ids: Sequence[str]) -> dict[str, Resident]:

@@ -254,10 +254,43 @@ def phone_rids(raw: bytes | str | None) -> list[int]:
     return [int(part) for part in text.split()]
 
 
+# HGET of many fields over many small hashes (record buckets, index buckets) in one command: a
+# pipeline would cost the client a command each. The keys travel as arguments, which one Redis (or a
+# Sentinel pair) allows and Redis Cluster would not.
+HGET_MANY = """
+local out = {}
+for i = 1, #ARGV, 2 do out[#out + 1] = redis.call('HGET', ARGV[i], ARGV[i + 1]) end
+return out
+"""
+# The same, with the (key, field) pairs in one argument, each followed by a newline (neither holds
+# one: keys are ours, fields are ids and phone numbers): packing thousands of arguments is most of
+# what such a call costs the asyncio client.
+_HGET_MANY_PACKED = """
+local out = {}
+for key, field in string.gmatch(ARGV[1], "([^\\n]+)\\n([^\\n]+)\\n") do
+  out[#out + 1] = redis.call('HGET', key, field)
+end
+return out
+"""
+_HGET_MANY_CHUNK = 5000  # fields a call (a few milliseconds of Redis time)
+
+
+async def hget_many(client: redis.asyncio.Redis, pairs: Sequence[tuple[str, str]]) -> list[Any]:
+    """HGET each (key, field), in order (None where missing); a round trip per five thousand."""
+    out: list[Any] = []
+    for start in range(0, len(pairs), _HGET_MANY_CHUNK):
+        packed = "".join(f"{key}\n{field}\n" for key, field in pairs[start : start + _HGET_MANY_CHUNK])
+        out += await client.eval(_HGET_MANY_PACKED, 0, packed)  # a missing field comes back as None
+    return out
+
+
+async def load_places(client: redis.asyncio.Redis, keys: Keys, rids: Sequence[int]) -> dict[int, str]:
+    """Where each entry sits in a roster (its place; see Resident.place), by id, without decoding records."""
+    raw = await hget_many(client, [(keys.resident_bucket(rid), str(rid)) for rid in rids])
+    return {rid: json.loads(r)[3] for rid, r in zip(rids, raw, strict=True) if r is not None}
+
+
 async def load_residents(client: redis.asyncio.Redis, keys: Keys, rids: Sequence[int]) -> dict[int, Resident]:
     """Fetch entries' records by id (one round trip)."""
-    async with client.pipeline(transaction=False) as pipe:
-        for rid in rids:
-            pipe.hget(keys.resident_bucket(rid), str(rid))
-        raw: list[Any] = await pipe.execute()
+    raw = await hget_many(client, [(keys.resident_bucket(rid), str(rid)) for rid in rids])
     return {rid: decode_record(r) for rid, r in zip(rids, raw, strict=True) if r is not None}

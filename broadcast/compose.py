@@ -107,6 +107,27 @@ def _snippet(directory: Path, source: str) -> Template:
     return environment(directory).from_string(source)
 
 
+def load_layouts(settings: Settings) -> None:
+    """Read the catalogue and compile every layout now: a worker does it once, before it forks a
+    work horse per batch, instead of every work horse doing it again."""
+    directory = templates_dir(settings)
+    catalogue = load_catalogue(directory)
+    for entry in catalogue.events.values():
+        for language in Language:
+            wording = entry.wording(language)
+            if wording is not None:
+                try:
+                    _snippet(directory, wording.situation)
+                except TemplateError:
+                    continue  # reported when an alert uses it
+    for channel in ChannelKind:
+        for language in Language:
+            try:
+                environment(directory).get_template(layout_name(channel, language))
+            except TemplateNotFound:
+                continue  # a missing layout is reported when an alert needs it
+
+
 def layout_name(channel: ChannelKind, language: Language) -> str:
     """The layout file, relative to the templates directory, for a channel and language."""
     return f"{channel.value}/{language.value}.j2"

@@ -18,6 +18,14 @@ from broadcast.models import Alert
 STATES = ("sent", "delivered", "failed", "acknowledged", "needs_help")
 
 
+AREA_LEVELS = ("district", "street", "community")
+_CODE_DIGITS = {"district": 6, "street": 9}
+
+# Area names by namespace, for the areas version they were read at: a progress document names
+# thousands of areas, which change only when areas are loaded again (that bumps the version).
+_names: dict[str, tuple[int, dict[str, str]]] = {}
+
+
 def _row(code: str, name: str, targeted: int) -> dict[str, Any]:
     return {"code": code, "name": name, "targeted": targeted, **{s: 0 for s in STATES}}
 
@@ -30,8 +38,10 @@ def summarise(
     starts: list[int],
     size: int,
     names: dict[str, str],
+    levels: tuple[str, ...] = AREA_LEVELS,
 ) -> dict[str, Any]:
-    """The progress document for one alert (pure: everything it needs is passed in)."""
+    """The progress document for one alert (pure: everything it needs is passed in), with rows for
+    the area ``levels`` asked for (district, street, community)."""
     totals = {"targeted": plan.get("targeted", 0), **{s: counts.get(s, 0) for s in STATES}}
     totals["confirmed"] = totals["acknowledged"]
     totals["queued"] = max(0, totals["targeted"] - totals["sent"] - totals["failed"])
@@ -41,43 +51,66 @@ def summarise(
     for key, value in plan.items():
         if key.startswith("ch:"):
             channels.setdefault(key[3:], {})["planned"] = value
+    # Committee counters ("{state}@{committee index}") into one column per state, in one pass.
+    n = len(communities)
+    columns = {state: [0] * n for state in STATES}
     for key, value in counts.items():
-        if ":" in key and "@" not in key:
+        state, at, index = key.partition("@")
+        if at:
+            column = columns.get(state)
+            if column is not None and index.isdigit() and int(index) < n:
+                column[int(index)] = value
+        elif ":" in key:
             state, channel = key.split(":", 1)
             channels.setdefault(channel, {})[state] = value
-    rows = []
     ends = [*starts[1:], size]
-    for i, code in enumerate(communities):
-        row = _row(code, names.get(code, code), ends[i] - starts[i])
-        for state in STATES:
-            row[state] = counts.get(f"{state}@{i}", 0)
-        rows.append(row)
-    streets = _roll_up(rows, 9, names)
-    districts = _roll_up(rows, 6, names)
-    return {
-        "alert": json.loads(alert.model_dump_json()),
-        "totals": totals,
-        "channels": channels,
-        "areas": {"district": districts, "street": streets, "community": rows},
-    }
+    targeted = [ends[i] - starts[i] for i in range(n)]
+    areas: dict[str, list[dict[str, Any]]] = {}
+    for level in levels:
+        if level == "community":
+            areas[level] = [_filled(code, names, targeted, columns, [i]) for i, code in enumerate(communities)]
+            continue
+        digits = _CODE_DIGITS[level]
+        groups: dict[str, list[int]] = {}
+        for i, code in enumerate(communities):
+            groups.setdefault(code[:digits].ljust(12, "0"), []).append(i)
+        areas[level] = [_filled(code, names, targeted, columns, members) for code, members in groups.items()]
+    return {"alert": json.loads(alert.model_dump_json()), "totals": totals, "channels": channels, "areas": areas}
 
 
-def _roll_up(rows: list[dict[str, Any]], digits: int, names: dict[str, str]) -> list[dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        code = row["code"][:digits].ljust(12, "0")
-        agg = out.setdefault(code, _row(code, names.get(code, code), 0))
-        for field in ("targeted", *STATES):
-            agg[field] += row[field]
-    return list(out.values())
+def _filled(
+    code: str, names: dict[str, str], targeted: list[int], columns: dict[str, list[int]], members: list[int]
+) -> dict[str, Any]:
+    """One area's row: its committees' figures added up."""
+    row: dict[str, Any] = {"code": code, "name": names.get(code, code), "targeted": sum(targeted[i] for i in members)}
+    for state, column in columns.items():
+        row[state] = sum(column[i] for i in members)
+    return row
 
 
-async def alert_progress(client: redis.asyncio.Redis, keys: Keys, alert: Alert) -> dict[str, Any]:
-    """Fetch an alert's counters and build its progress document."""
+async def area_names(client: redis.asyncio.Redis, keys: Keys, codes: list[str], version: int) -> dict[str, str]:
+    """The names of these areas (an unknown code stands for itself), cached while the areas version holds."""
+    cached = _names.get(keys.ns)
+    if cached is None or cached[0] != version:
+        cached = _names[keys.ns] = (version, {})
+    names = cached[1]
+    missing = [code for code in codes if code not in names]
+    if missing:
+        raw = await client.hmget(keys.areas, missing)
+        for code, record in zip(missing, raw, strict=True):
+            names[code] = json.loads(record)["name"] if record else code
+    return names
+
+
+async def alert_progress(
+    client: redis.asyncio.Redis, keys: Keys, alert: Alert, levels: tuple[str, ...] = AREA_LEVELS
+) -> dict[str, Any]:
+    """Fetch an alert's counters and build its progress document (rows for ``levels``)."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.plan(alert.id))
         pipe.hgetall(keys.counts(alert.id))
-        plan_raw, counts_raw = await pipe.execute()
+        pipe.get(keys.areas_version)
+        plan_raw, counts_raw, version = await pipe.execute()
     plan = {as_text(k): int(v) for k, v in plan_raw.items()}
     counts = {as_text(k): int(v) for k, v in counts_raw.items()}
     index = await roster_index(client, keys, alert.id)
@@ -85,12 +118,9 @@ async def alert_progress(client: redis.asyncio.Redis, keys: Keys, alert: Alert) 
     codes = sorted(
         {c for c in communities} | {c[:9] + "000" for c in communities} | {c[:6] + "000000" for c in communities}
     )
-    names: dict[str, str] = {}
-    if codes:
-        raw = await client.hmget(keys.areas, codes)
-        names = {code: json.loads(r)["name"] for code, r in zip(codes, raw, strict=True) if r}
+    names = await area_names(client, keys, codes, int(version or 0)) if codes else {}
     document = summarise(
-        alert, plan, counts, communities, index.starts if index else [], index.size if index else 0, names
+        alert, plan, counts, communities, index.starts if index else [], index.size if index else 0, names, levels
     )
     if "screens" in plan:
         from broadcast.displays import screen_progress

@@ -36,6 +36,19 @@ return {1, "0"}
 """.replace("PENALTY_SECONDS", str(PENALTY_SECONDS))
 
 
+# KEYS: tat key. ARGV: now (s), seconds to give back. The arrival time moves back, never before now.
+_GIVE_BACK = """
+local now, back = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or "0")
+if tat - back > now then
+  redis.call('SET', KEYS[1], tostring(tat - back), 'PX', math.ceil((tat - back - now) * 1000) + 1000)
+elseif tat > now then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+
 class SharedRateLimit:
     """``rate`` units per second for one account, across all processes using the same key."""
 
@@ -55,7 +68,8 @@ class SharedRateLimit:
         self.penalty_key = penalty_key
         self.rate = rate
         self.burst = burst or max(1.0, rate / 20)  # 50 ms worth: no second sees more than 5 % extra
-        self.chunk = max(1.0, min(self.burst, rate / 20, 50.0))
+        # Taken 20 ms worth at a time (at most 50 units): few round trips, little left over at the end.
+        self.chunk = max(1.0, min(self.burst, rate / 50, 50.0))
         self.clock = clock or SystemClock()
         self._reserve = 0.0
         self._slow = False
@@ -76,6 +90,13 @@ class SharedRateLimit:
                 else:
                     await asyncio.sleep(min(float(wait), 1.0))
             self._reserve -= cost
+
+    async def release(self) -> None:
+        """Give back what was taken and not spent (a batch ends): another worker may spend it now."""
+        async with self._lock:
+            unspent, self._reserve = self._reserve, 0.0
+            if unspent > 0:
+                await self.client.eval(_GIVE_BACK, 1, self.key, repr(self.clock.time()), repr(unspent / self.rate))
 
     async def _ask(self, cost: float) -> tuple[bool, str]:
         slow, self._slow = self._slow, False

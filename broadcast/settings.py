@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     opt_out_override_levels: list[Level] = [Level.red]
 
     # Sending
-    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_size: int = Field(default=2_000, ge=1, le=10_000)
     send_concurrency: int = Field(default=200, ge=1, le=5_000)
     send_timeout_seconds: float = Field(default=10.0, gt=0)
     send_attempts: int = Field(default=3, ge=1, le=10)

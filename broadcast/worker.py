@@ -44,7 +44,10 @@ def worker_options(ctx: Context) -> dict[str, Any]:
 
 def run_worker(ctx: Context, *, burst: bool = False) -> bool:
     """Work the namespace's queues in priority order, with RQ's scheduler for timers and retries."""
+    from broadcast.deliver import prepare_worker
+
     set_current(ctx)
+    prepare_worker(ctx.settings)
     worker = BroadcastWorker(ctx.queues(), **worker_options(ctx))
     return bool(worker.work(burst=burst, with_scheduler=True, logging_level="WARNING"))
 

@@ -113,15 +113,23 @@ class Gate(Protocol):
 
     def slow_down(self) -> None: ...
 
+    async def retry_throttled(self, message: OutboundMessage, tries: int) -> bool:
+        """The provider throttled ``message`` (``tries`` times already sent again): wait and say
+        True to send it again now, or say False to report it throttled."""
+        ...
+
 
 class OpenGate:
-    """No rate limit, nothing recorded."""
+    """No rate limit, nothing recorded, a throttled message reported as such."""
 
     async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
         return None
 
     def slow_down(self) -> None:
         return None
+
+    async def retry_throttled(self, message: OutboundMessage, tries: int) -> bool:
+        return False
 
 
 def classify_http(status: int) -> Outcome:
@@ -194,17 +202,47 @@ async def send_concurrently(
     concurrency: int,
 ) -> AsyncIterator[SendResult]:
     """Run ``send_one`` over messages with at most ``concurrency`` in flight, each through the gate."""
-    slots = asyncio.Semaphore(concurrency)
+    # ``concurrency`` lanes take the messages in order and hand their results over as they come:
+    # one task per lane rather than one per message, and the caller takes whatever has arrived at
+    # once (a batch's bookkeeping is then a fraction of its sending). A lane that fails hands over
+    # its exception, which the caller gets in turn.
+    ready: list[SendResult | Exception] = []
+    arrived = asyncio.Event()
+    waiting = iter(messages)
 
-    async def guarded(message: OutboundMessage) -> SendResult:
-        async with slots:
-            await gate.admit((message,), message.parts)
-            return await send_one(message)
+    async def lane() -> None:
+        try:
+            for message in waiting:
+                await gate.admit((message,), message.parts)
+                result = await send_one(message)
+                tries = 0
+                # A provider at its capacity refuses what it cannot carry now; a gate may have the
+                # lane wait and send the same message again (the other lanes go on meanwhile).
+                while result.outcome is Outcome.throttled and await gate.retry_throttled(message, tries):
+                    tries += 1
+                    await gate.admit((message,), message.parts)
+                    result = await send_one(message)
+                ready.append(result)
+                arrived.set()
+        except Exception as exc:
+            ready.append(exc)
+            arrived.set()
 
-    tasks = [asyncio.ensure_future(guarded(m)) for m in messages]
+    lanes = [asyncio.ensure_future(lane()) for _ in range(min(concurrency, len(messages)))]
     try:
-        for finished in asyncio.as_completed(tasks):
-            yield await finished
+        handed = 0
+        while handed < len(messages):
+            if not ready:
+                arrived.clear()
+                await arrived.wait()
+                continue
+            arrivals = ready.copy()
+            ready.clear()
+            for result in arrivals:
+                if isinstance(result, Exception):
+                    raise result
+                handed += 1
+                yield result
     finally:
-        for task in tasks:
+        for task in lanes:
             task.cancel()

@@ -1,54 +1,98 @@
-"""Inbound requests that must be refused before anything is stored: malformed, oversized, unsigned."""
+"""Inbound at volume: replies that arrive together are stored together, each answered once stored."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import asyncio
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
 from audiences.population import Population
 from broadcast.context import Context
-from broadcast.worker import drain
-from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
-from channels.twilio.sms import INBOUND_PATH, STATUS_PATH
-from channels.twilio.voice import GATHER_PATH
+from broadcast.inbound import Inbox, Recorded
+from broadcast.models import ChannelKind, ReplyEvent
+from broadcast.plan import freeze
+from broadcast.web import form_fields
+from channels.twilio.http import form_encode
 from tests.conftest import STREET, Stack
-from tests.helpers import issue, post_form, progress
+from tests.helpers import issue, progress, request_json
 
 
-def _signed(ctx: Context, path: str, form: dict[str, str]) -> tuple[str, dict[str, str]]:
-    url = ctx.settings.public_url + path
-    return url, {SIGNATURE_HEADER: sign(twilio_account(ctx.settings).auth_token, url, form)}
+def test_replies_arriving_together_are_each_stored_and_answered(ctx: Context, population: Population) -> None:
+    alert = issue(ctx, [STREET])
+    freeze(ctx, alert)
+    residents = population.residents[:120]
+    bodies = ["1" if i % 10 else "9" for i in range(len(residents))]
+
+    async def reply_all() -> list[list[Recorded]]:
+        client = ctx.async_redis()
+        try:
+            inbox = Inbox(ctx, client)
+            events = [
+                [ReplyEvent(channel=ChannelKind.sms, from_address=r.phone or "", body=body)]
+                for r, body in zip(residents, bodies, strict=True)
+            ]
+            stranger = [ReplyEvent(channel=ChannelKind.sms, from_address="+8613000000000", body="1")]
+            return await asyncio.gather(*(inbox.record(e) for e in [*events, stranger]))
+        finally:
+            await client.aclose()
+
+    answers = asyncio.run(reply_all())
+    outcomes = [a[0].outcome for a in answers]
+    assert outcomes[:-1] == ["acknowledged" if b == "1" else "needs_help" for b in bodies]
+    assert outcomes[-1] == "unmatched"
+    assert len({a[0].ordinal for a in answers[:-1]}) == len(residents), "each reply found its own recipient"
+    totals = progress(ctx, alert.id)["totals"]
+    assert (totals["acknowledged"], totals["needs_help"]) == (bodies.count("1"), bodies.count("9"))
+    assert totals["delivered"] == len(residents), "whoever answers has the message"
+    assert int(ctx.redis.hget(ctx.keys.stats, "unmatched_replies") or 0) == 1
+
+
+def test_when_storing_fails_every_reply_of_the_batch_fails(ctx: Context, population: Population) -> None:
+    async def reply_all() -> list[object]:
+        client = ctx.async_redis()
+        try:
+            inbox = Inbox(ctx, client)
+
+            async def broken(events: object) -> list[Recorded]:
+                raise ConnectionError("Redis went away")
+
+            inbox.record_now = broken  # type: ignore[assignment,method-assign]
+            events = [
+                [ReplyEvent(channel=ChannelKind.sms, from_address=r.phone or "", body="1")]
+                for r in population.residents[:5]
+            ]
+            return await asyncio.gather(*(inbox.record(e) for e in events), return_exceptions=True)
+        finally:
+            await client.aclose()
+
+    assert all(isinstance(r, ConnectionError) for r in asyncio.run(reply_all())), "no 2xx for what was not stored"
 
 
 @pytest.mark.parametrize(
-    ("path", "form", "status"),
+    "form",
     [
-        (INBOUND_PATH, {"Body": "1"}, 400),  # no From
-        (STATUS_PATH + "?a=1&o=0", {"MessageStatus": "teleported"}, 400),
-        (STATUS_PATH + "?a=1", {"MessageStatus": "delivered"}, 400),  # no ordinal in the callback URL
-        (GATHER_PATH + "?a=1&o=abc", {"Digits": "1"}, 400),
+        {"Body": "回复 1+2 %x & =", "From": "+8613800000000", "Empty": ""},
+        {"名字 with space": "值", "a": "1"},
     ],
 )
-def test_malformed_but_signed_requests_are_400_and_store_nothing(
-    ctx: Context, population: Population, stack: Stack, path: str, form: dict[str, str], status: int
+def test_forms_read_and_written_as_the_standard_library_does(form: dict[str, str]) -> None:
+    body = urlencode(form).encode()
+    assert form_fields(body) == dict(parse_qsl(body.decode(), keep_blank_values=True))
+    assert dict(parse_qsl(form_encode(dict(form)).decode(), keep_blank_values=True)) == form
+    with pytest.raises(UnicodeDecodeError):
+        form_fields(b"Body=\xff")
+
+
+def test_progress_can_leave_out_the_committee_rows(
+    ctx: Context, population: Population, stack: Stack, officer_token: str
 ) -> None:
     alert = issue(ctx, [STREET])
-    drain(ctx)
-    stack.settle()
-    before = progress(ctx, alert.id)["totals"]
-    form = {"AccountSid": twilio_account(ctx.settings).sid, **form}
-    url, headers = _signed(ctx, path, form)
-    assert post_form(url, form, headers)[0] == status
-    assert progress(ctx, alert.id)["totals"] == before
-
-
-def test_oversized_bodies_are_refused(ctx: Context, stack: Stack) -> None:
-    url = ctx.settings.public_url + INBOUND_PATH
-    body = b"Body=" + b"x" * (ctx.settings.max_body_bytes + 1)
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/x-www-form-urlencoded")
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10)
-    assert refused.value.code == 413
+    freeze(ctx, alert)
+    status, body = request_json(f"{stack.url}/api/v1/alerts/{alert.id}?areas=district,street", token=officer_token)
+    assert status == 200 and set(body["areas"]) == {"district", "street"}
+    assert body["areas"]["street"][0]["targeted"] == 600
+    status, body = request_json(f"{stack.url}/api/v1/alerts/{alert.id}", token=officer_token)
+    assert set(body["areas"]) == {"district", "street", "community"}
+    status, body = request_json(f"{stack.url}/api/v1/alerts/{alert.id}?areas=district,building", token=officer_token)
+    assert status == 422 and body["error"]["field"] == "areas" and "building" in body["error"]["message"]

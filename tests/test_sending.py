@@ -13,6 +13,7 @@ from broadcast.keys import as_text
 from broadcast.models import ChannelKind
 from broadcast.ratelimit import SharedRateLimit
 from broadcast.worker import drain
+from channels.simulators.twilio import Capacity
 from tests.conftest import STREET, Stack
 from tests.helpers import issue, progress, texts_to
 
@@ -116,3 +117,39 @@ def test_sms_rate_limit_holds_across_a_batch(ctx: Context, population: Populatio
 
 async def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def test_a_provider_at_capacity_gets_everyone_once_and_nobody_waits_for_a_later_batch(
+    ctx: Context, population: Population, stack: Stack
+) -> None:
+    stack.sim.capacity = Capacity(300.0, queue_seconds=0.03)  # 300 a second; refuses what it cannot send now
+    alert = issue(ctx, [STREET])
+    started = asyncio.run(_now())
+    drain(ctx)
+    elapsed = asyncio.run(_now()) - started
+    assert stack.sim.rejected[20429] > 0, "the provider refused some: the test proves something"
+    assert texts_to(stack.sim, population) == {r.phone: 1 for r in population.residents}, "everyone once"
+    totals = progress(ctx, alert.id)["totals"]
+    assert (totals["sent"], totals["retried"], totals["possible_duplicates"]) == (600, 0, 0)
+    assert elapsed < 600 / 300 + 3, f"throttled messages were sent again in their lanes, not later: {elapsed:.1f} s"
+
+
+def test_a_batch_gives_back_the_rate_it_took_and_did_not_spend(ctx: Context) -> None:
+    clock = ManualClock()
+
+    async def run() -> tuple[bool, bool]:
+        client = ctx.async_redis()
+        try:
+            keys = (ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_penalty("acct"))
+            one = SharedRateLimit(client, *keys, rate=1000, burst=20, clock=clock)
+            two = SharedRateLimit(client, *keys, rate=1000, burst=20, clock=clock)
+            await one.take(1)  # takes a chunk of 20 ms' worth, spends one unit
+            before = (await two._ask(20))[0]
+            await one.release()
+            after = (await two._ask(19))[0]
+            return before, after
+        finally:
+            await client.aclose()
+
+    before, after = asyncio.run(run())
+    assert (before, after) == (False, True), "what one batch left unspent is another's at once"

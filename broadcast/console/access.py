@@ -123,7 +123,7 @@ def scoped_rows(user: User, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def scoped_progress(user: User, progress: dict[str, Any]) -> dict[str, Any]:
     """A progress document with its area tables cut to the user's areas (totals stay the alert's)."""
     areas = {level: scoped_rows(user, rows) for level, rows in progress["areas"].items()}
-    if not city_wide(user):
+    if not city_wide(user) and "community" in areas:
         # A community worker sees their committees, not their neighbours'.
         areas["community"] = [row for row in areas["community"] if covers(user, row["code"])]
     return {**progress, "areas": areas}

@@ -24,7 +24,7 @@ from broadcast.console.guard import Principal, principal
 from broadcast.console.schemas import AlertList, AlertRequest, Approval, AuditPage, Cancellation, CancelResult
 from broadcast.deliver import load_alert_async
 from broadcast.models import Alert, AlertDraft
-from broadcast.progress import alert_progress
+from broadcast.progress import AREA_LEVELS, alert_progress
 from broadcast.web import CTX, REDIS, error, read_model
 
 
@@ -74,7 +74,12 @@ async def get_alert(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     ctx = request.app[CTX]
-    progress = await alert_progress(request.app[REDIS], ctx.keys, found)
+    # ?areas=district,street leaves out the committee rows (thousands of them for a citywide alert).
+    levels = tuple(filter(None, request.query.get("areas", ",".join(AREA_LEVELS)).split(",")))
+    unknown = [level for level in levels if level not in AREA_LEVELS]
+    if unknown:
+        return error(422, f"unknown area level(s) {', '.join(unknown)}; use {', '.join(AREA_LEVELS)}", "areas")
+    progress = await alert_progress(request.app[REDIS], ctx.keys, found, levels)
     return _json(scoped_progress(principal(request).user, progress))
 
 

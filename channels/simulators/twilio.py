@@ -13,6 +13,15 @@ Every request to our webhooks is signed with X-Twilio-Signature as Twilio signs 
 received is recorded (``messages``, ``calls``) so tests assert on real wire traffic; misbehaviour
 is injectable: latency, 429 / 5xx answers, timeouts, invalid numbers, numbers that never receive,
 lines that are busy or never answered.
+
+Capacity: a real account carries so many messages a second. Twilio takes what comes faster into
+the sender's queue and sends it on at that rate; it refuses a create only when the queue holds more
+than its limit (four hours' worth), and then answers 429. With ``capacity`` set the simulator does
+the same: each accepted message leaves at ``capacity`` a second (``last_departure`` is when the last
+one will have left), and while more than ``capacity_queue_seconds`` of messages wait, creates are
+answered 429 (error 20429). A queue of (almost) nothing is a provider that refuses whatever it
+cannot send at once. Accepted messages are counted per 10 ms (``timeline``), so a benchmark can see
+the rate the provider was offered.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import base64
 import hashlib
 import random
 import secrets
+import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -59,6 +69,9 @@ class TwilioBehaviour:
     help_body: str = "9"
     seed: int = 7
     send_status_callbacks: bool = True
+    keep_messages: bool = True  # False: count messages without keeping each one (long benchmark runs)
+    capacity: float = 0.0  # messages a second the account sends on; 0: no limit
+    capacity_queue_seconds: float = 4 * 3600.0  # backlog queued before creates are answered 429
 
     def _draw(self, purpose: str, phone: str) -> float:
         digest = hashlib.sha1(f"{self.seed}:{purpose}:{phone}".encode()).digest()
@@ -96,6 +109,27 @@ class SimulatedCall:
     responses: list[str] = field(default_factory=list)  # TwiML our endpoints answered
 
 
+class Capacity:
+    """Messages leave one after another at ``per_second``; a message is queued while fewer than
+    ``queue_seconds`` of them wait, else refused."""
+
+    def __init__(self, per_second: float, queue_seconds: float = 4 * 3600.0) -> None:
+        self.interval = 1.0 / per_second
+        self.queue_seconds = queue_seconds
+        self.tat = 0.0  # when the last queued message will have left (the simulator's monotonic clock)
+
+    def admit(self, now: float) -> float | None:
+        """Queue one message: the seconds until it leaves, or None when the queue is full."""
+        tat = max(self.tat, now)
+        if tat - now >= self.queue_seconds:
+            return None
+        self.tat = tat + self.interval
+        return self.tat - now
+
+
+TIMELINE_BUCKETS_PER_SECOND = 100
+
+
 def twilio_error(status: int, code: int, message: str) -> web.Response:
     return web.json_response(
         {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status},
@@ -126,11 +160,21 @@ class TwilioSimulator(SimulatedProvider):
         self.callback_failures = 0
         self.callbacks_delivered = 0
         self.rejected = Counter[int]()  # error code → count
+        self.created = 0  # messages accepted
+        self.parts = 0  # their SMS parts
+        self.timeline = Counter[int]()  # 10 ms bucket of time.time() → messages accepted in it
+        self.parts_timeline = Counter[int]()  # … and their parts
+        self.capacity = (
+            Capacity(self.behaviour.capacity, self.behaviour.capacity_queue_seconds)
+            if self.behaviour.capacity
+            else None
+        )
+        self.last_departure = 0.0  # time.time() when the last accepted message will have left
         self._rng = random.Random(self.behaviour.seed)
 
     def add_routes(self, app: web.Application) -> None:
         base = f"/{API_VERSION}/Accounts/{{sid}}"
-        app.router.add_post(f"{base}/Messages.json", self._guarded(self._create_message))
+        app.router.add_post(f"{base}/Messages.json", self._guarded(self._create_message, metered=True))
         app.router.add_post(f"{base}/Calls.json", self._guarded(self._create_call))
 
     # The API side
@@ -146,9 +190,9 @@ class TwilioSimulator(SimulatedProvider):
         return secrets.compare_digest(user, self.account_sid) and secrets.compare_digest(password, self.auth_token)
 
     def _guarded(
-        self, handler: Callable[[web.Request, dict[str, str]], Awaitable[web.Response]]
+        self, handler: Callable[[web.Request, dict[str, str]], Awaitable[web.Response]], metered: bool = False
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        """Latency, authentication and injected failures, common to every create endpoint."""
+        """Latency, authentication, capacity and injected failures, common to every create endpoint."""
 
         async def guarded(request: web.Request) -> web.Response:
             b = self.behaviour
@@ -165,6 +209,11 @@ class TwilioSimulator(SimulatedProvider):
                 if injected == 429:
                     return twilio_error(429, 20429, "Too Many Requests")
                 return twilio_error(int(injected), 20500, "Internal Server Error")
+            if metered and self.capacity is not None:
+                wait = self.capacity.admit(time.monotonic())
+                if wait is None:
+                    return self._reject(429, 20429, "Too Many Requests")
+                self.last_departure = max(self.last_departure, time.time() + wait)
             posted = await request.post()
             form = {k: " ".join(str(v) for v in posted.getall(k)) for k in set(posted.keys())}
             if not form.get("To"):
@@ -196,9 +245,17 @@ class TwilioSimulator(SimulatedProvider):
             return self._reject(400, 21609, "Invalid ValidityPeriod")
         sid = "SM" + secrets.token_hex(16)
         message = SimulatedMessage(sid, to, sender, body, form)
-        self.messages.append(message)
-        self.received[to] += 1
-        self.spawn(self._sms_network(message))
+        parts = sms_cost(body).parts
+        self.created += 1
+        self.parts += parts
+        bucket = int(time.time() * TIMELINE_BUCKETS_PER_SECOND)
+        self.timeline[bucket] += 1
+        self.parts_timeline[bucket] += parts
+        if self.behaviour.keep_messages:
+            self.messages.append(message)
+            self.received[to] += 1
+        if self.behaviour.send_status_callbacks or self.behaviour.reply_share > 0:
+            self.spawn(self._sms_network(message))
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}.json"
         return web.json_response(
             {
@@ -214,7 +271,7 @@ class TwilioSimulator(SimulatedProvider):
                 "from": sender,
                 "messaging_service_sid": service,
                 "num_media": "0",
-                "num_segments": str(sms_cost(body).parts),
+                "num_segments": str(parts),
                 "price": None,
                 "price_unit": "USD",
                 "sid": sid,

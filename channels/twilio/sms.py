@@ -7,15 +7,17 @@ recipient with no lookup table and cannot be forged without the auth token.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
+
+# The twilio library imports its API resources on first use; importing them with this module means a
+# worker loads them once, before it forks, and not each batch's work horse again (a tenth of a batch).
+from twilio.rest.api.v2010.account import AccountContext  # noqa: F401
 
 from broadcast.models import ChannelKind, EventKind, RecipientEvent, ReplyEvent
 from broadcast.settings import Settings
@@ -39,6 +41,7 @@ from channels.twilio.account import (
     twilio_account,
     verify,
 )
+from channels.twilio.http import TwilioHttpClient
 
 STATUS_PATH = "/hooks/twilio/sms/status"
 INBOUND_PATH = "/hooks/twilio/sms/inbound"
@@ -88,6 +91,28 @@ def status_callback_url(public_url: str, alert_id: str, ordinal: int) -> str:
     return f"{public_url}{STATUS_PATH}?{urlencode({'a': alert_id, 'o': ordinal})}"
 
 
+async def create_message(client: Client, form: dict[str, object]) -> Any:
+    """POST a message (Messages API form fields) through the twilio client; the new message's JSON.
+
+    ``messages.create_async`` would also make a MessageInstance of the answer: thirty attributes and
+    three RFC 2822 dates parsed, a tenth of the time a message costs us, to read one sid. The request
+    goes the same way (the library's version, domain and client, our HTTP client), and an error
+    answer raises the library's TwilioRestException just the same.
+    """
+    messages = client.api.v2010.account.messages
+    payload = await messages._version.create_async(method="POST", uri=messages._uri, data=form)
+    return _Created(payload["sid"])
+
+
+class _Created:
+    """What ``create`` needs of a created resource: its sid."""
+
+    __slots__ = ("sid",)
+
+    def __init__(self, sid: str) -> None:
+        self.sid = sid
+
+
 class TwilioChannel(Channel):
     """What Twilio's SMS and voice channels share: the account, the HTTP client, webhook checks."""
 
@@ -96,15 +121,15 @@ class TwilioChannel(Channel):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.account: TwilioAccount = twilio_account(settings)
-        self._http: AsyncTwilioHttpClient | None = None
+        self._http: TwilioHttpClient | None = None
         self._client: Client | None = None
 
     async def __aenter__(self) -> TwilioChannel:
-        self._http = AsyncTwilioHttpClient(pool_connections=False)
-        self._http.session = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.settings.send_timeout_seconds),
             connector=aiohttp.TCPConnector(limit=self.settings.send_concurrency),
         )
+        self._http = TwilioHttpClient(session, self.account.sid, self.account.auth_token)
         self._client = Client(self.account.sid, self.account.auth_token, http_client=self._http)
         self._client.api.base_url = self.account.api_base
         return self
@@ -114,7 +139,6 @@ class TwilioChannel(Channel):
             await self._http.close()
         self._http = self._client = None
 
-    # The twilio library sets no timeout on its requests: every call is wrapped in one of ours.
     def client(self) -> Client:
         assert self._client is not None, "use the channel as an async context manager"
         return self._client
@@ -129,8 +153,9 @@ class TwilioChannel(Channel):
     async def create(self, ordinal: int, request: Callable[[Client], Awaitable[Any]]) -> SendResult:
         """Make one create request (a message, a call) and say what became of it."""
         try:
-            async with asyncio.timeout(self.settings.send_timeout_seconds):
-                created = await request(self.client())
+            # The twilio library sets no timeout of its own; our session's (send_timeout_seconds) bounds
+            # every request it makes, so no per-call timer is needed here.
+            created = await request(self.client())
         except TwilioRestException as exc:
             return SendResult(ordinal, classify(exc.status, exc.code), error_code=exc.code, detail=exc.msg)
         except self.transport_errors as exc:
@@ -166,16 +191,16 @@ class TwilioSMS(TwilioChannel):
         return (f"twilio:{self.account.sid}", rate, self.settings.sms_rate_burst) if rate > 0 else None
 
     async def send_one(self, message: OutboundMessage) -> SendResult:
-        params: dict[str, object] = {"to": message.address, "body": message.text}
+        form: dict[str, object] = {"To": message.address, "Body": message.text}
         if self.account.messaging_service_sid:
-            params["messaging_service_sid"] = self.account.messaging_service_sid
+            form["MessagingServiceSid"] = self.account.messaging_service_sid
         else:
-            params["from_"] = self.account.sender
+            form["From"] = self.account.sender
         if message.ordinal >= 0:  # messages to volunteers carry no recipient of the roster to report on
-            params["status_callback"] = status_callback_url(self.settings.public_url, message.alert_id, message.ordinal)
+            form["StatusCallback"] = status_callback_url(self.settings.public_url, message.alert_id, message.ordinal)
         if message.validity_seconds:
-            params["validity_period"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
-        return await self.create(message.ordinal, lambda client: client.messages.create_async(**params))
+            form["ValidityPeriod"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
+        return await self.create(message.ordinal, lambda client: create_message(client, form))
 
     # Inbound
 
