@@ -85,7 +85,13 @@ def seed(env: BenchEnvironment, residents: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+    """The machine, and how busy it was when the figures were taken (others' work shares its cores)."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _strlens(client: redis.Redis, keys: Keys) -> list[int]:
