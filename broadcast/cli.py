@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from audiences.areas import AreaFileError
 from broadcast import alerts
+from broadcast.console.access import Forbidden
+from broadcast.console.actions import account, approve_as, cancel_as, compose_as
 from broadcast.context import Context, open_context
 from broadcast.embedded_redis import EmbeddedRedisError, stop_embedded_redis
 from broadcast.models import AlertDraft, ChannelKind, EventType, Language, Level, Target
@@ -102,7 +104,8 @@ def cmd_alert_issue(ctx: Context, args: argparse.Namespace) -> int:
         composed_by=args.by,
         request_id=args.request_id,
     )
-    alert = alerts.compose(ctx, draft)
+    user = account(ctx, args.by)
+    alert = compose_as(ctx, user, draft.model_copy(update={"composed_by": user.name}), "cli")
     _print(alert.model_dump(mode="json"), args.json)
     if alert.status.value == "pending_approval" and not args.json:
         print(f"Alert {alert.id} waits for a second officer: broadcast alert approve {alert.id} --by NAME")
@@ -110,14 +113,16 @@ def cmd_alert_issue(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_alert_approve(ctx: Context, args: argparse.Namespace) -> int:
-    alert = alerts.approve(ctx, args.id, args.by)
+    alert = approve_as(ctx, account(ctx, args.by), args.id, "cli")
     _print(alert.model_dump(mode="json"), args.json)
     return 0
 
 
 def cmd_alert_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    alert = alerts.cancel(ctx, args.id, args.by)
+    alert, lift = cancel_as(ctx, account(ctx, args.by), args.id, "cli", notify=args.notify)
     _print(alert.model_dump(mode="json"), args.json)
+    if lift is not None and not args.json:
+        print(f"cancel message {lift.id} ({lift.status.value}) tells the same people it is lifted")
     return 0
 
 
@@ -180,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--param", action="append", metavar="KEY=VALUE")
     issue.add_argument("--drill", action="store_true", help="mark it an exercise (【演练】)")
     issue.add_argument("--valid-minutes", type=int, default=12 * 60)
-    issue.add_argument("--by", required=True, help="the composing officer")
+    issue.add_argument("--by", required=True, help="the composing officer's account")
     issue.add_argument("--request-id", help="idempotency key: the same key twice issues one alert")
     issue.add_argument("--json", action="store_true")
     issue.set_defaults(handler=cmd_alert_issue)
@@ -190,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = alert.add_parser(name, help=helptext)
         p.add_argument("id")
-        p.add_argument("--by", required=True)
+        p.add_argument("--by", required=True, help="the account acting (its role and areas are checked)")
+        if name == "cancel":
+            p.add_argument("--notify", action="store_true", help="first tell the same people it is lifted (解除)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(handler=handler)
     status = alert.add_parser("status", help="progress of an alert")
@@ -231,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for e in exc.errors():
             where = ".".join(str(p) for p in e["loc"]) or "input"
             print(f"error: {where}: {e['msg']}", file=sys.stderr)
+        return 2
+    except Forbidden as exc:
+        print(f"error: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""), file=sys.stderr)
         return 2
     except (UsageError, AreaFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)

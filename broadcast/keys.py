@@ -35,7 +35,11 @@ phone, push-token and external-id indexes spread over ``INDEX_BUCKETS`` buckets 
 Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:next                 string last alert id handed out (INCR)
     {ns}:alert:{id}                 string alert JSON
-    {ns}:alert:idem:{request_id}    string alert id issued for an idempotency key (24 h)
+    {ns}:alert:idem:{digest}        string alert id issued for a client's idempotency key (24 h); digest is
+                                           SHA-256 of the composing account and its request_id, so one
+                                           officer's key never names another officer's alert
+    {ns}:alert:{id}:lift            string id of the cancel message (解除) sent for alert {id}: one however
+                                           often it is asked for; no request can name this key (24 h)
     {ns}:alerts:active              zset   alert id scored by issue time (recent first for replies)
     {ns}:alert:{id}:roster          string rid u32 per ordinal (ordinal o at bytes 4o..4o+3)
     {ns}:alert:{id}:ranges          hash   area code -> "start:end" ordinal range, every level
@@ -177,8 +181,11 @@ class Keys:
     def alert(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}"
 
-    def alert_idempotency(self, request_id: str) -> str:
-        return f"{self.ns}:alert:idem:{request_id}"
+    def alert_idempotency(self, digest: str) -> str:
+        return f"{self.ns}:alert:idem:{digest}"
+
+    def alert_lift(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:lift"
 
     @property
     def alerts_active(self) -> str:
