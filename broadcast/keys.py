@@ -62,11 +62,14 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
 
 Console (users and their credentials; tokens are stored only as SHA-256 digests)
     {ns}:users                      hash   user name -> user JSON (role, areas, argon2 password hash, disabled)
-    {ns}:session:{digest}           hash   "user", "csrf", "created", "origin"; expires ``session_hours`` after last use
+    {ns}:session:{digest}           hash   "user", "csrf", "generation" (the account's when opened; a password
+                                           change or disable bumps the account's and so ends the session),
+                                           "created", "origin"; expires ``session_hours`` after last use
     {ns}:apitoken:{digest}          string JSON {"user", "label", "created"}; kept until revoked
     {ns}:user:{name}:apitokens      hash   token label -> digest, to list and revoke a user's tokens
-    {ns}:login:fail:{who}           string failed sign-ins of one account ("user:{name}") or address ("ip:{addr}")
-                                           within the current window (expires with the window)
+    {ns}:login:fail:{who}           string sign-in attempts of one account ("user:{name}") or address ("ip:{addr}")
+                                           within the current window, counted before the password is checked;
+                                           a success clears the account's (expires with the window)
 
 Operations
     {ns}:ratelimit:{account}        string GCRA theoretical arrival time for one provider account

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     session_hours: float = Field(default=12.0, gt=0, le=24 * 7)  # a session ends after this long unused
     login_attempts: int = Field(default=5, ge=1, le=100)  # failed sign-ins per account (and 4× per address) …
     login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)  # … within this window lock it for the window
+    login_concurrency: int = Field(default=4, ge=1, le=64)  # password checks (argon2) one web process runs at once
 
     # Inbound SMS replies
     confirm_keywords: list[str] = ["1", "收到", "好", "好的", "ok", "y", "yes", "确认"]
