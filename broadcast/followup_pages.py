@@ -7,8 +7,6 @@ the residents of their own grids and buildings; an outcome for anyone else is re
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
@@ -17,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from audiences.residents import load_residents
 from audiences.volunteers import Volunteer, VolunteerRole
+from broadcast.csv_export import csv_document
 from broadcast.deliver import load_alert_async, read_rids
 from broadcast.escalation import area_names
 from broadcast.followup import (
@@ -267,6 +266,23 @@ async def rollup_page(request: web.Request) -> web.Response:
     )
 
 
+ROLLUP_COLUMNS = (
+    "ordinal",
+    "name",
+    "place",
+    "room",
+    "phone",
+    "sent_at",
+    "delivered_at",
+    "delivered_by",
+    "confirmed_at",
+    "confirmed_by",
+    "needs_help",
+    "outcome",
+    "outcome_at",
+)
+
+
 async def rollup_csv(request: web.Request) -> web.Response:
     """Every recipient of the committee with their timeline, for the community's own records."""
     found = await _committee(request)
@@ -277,47 +293,29 @@ async def rollup_csv(request: web.Request) -> web.Response:
     ordinals = list(range(start, end))
     rids = await read_rids(client, ctx.keys, alert.id, ordinals)
     residents = await load_residents(client, ctx.keys, rids)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "ordinal",
-            "name",
-            "place",
-            "room",
-            "phone",
-            "sent_at",
-            "delivered_at",
-            "delivered_by",
-            "confirmed_at",
-            "confirmed_by",
-            "needs_help",
-            "outcome",
-            "outcome_at",
-        ]
-    )
+    rows: list[list[object]] = []
     for o, rid in zip(ordinals, rids, strict=True):
         r = residents.get(rid)
         t = await timeline(client, ctx.keys, alert, o)
         outcome = t["outcome"] or {}
-        writer.writerow(
+        rows.append(
             [
                 o,
                 r.name if r else "",
                 r.place if r else "",
                 r.room if r else "",
                 masked(r.phone if r else None),
-                t["sent_at"] or "",
-                t["delivered_at"] or "",
-                t["delivered_by"] or "",
-                t["confirmed_at"] or "",
-                t["confirmed_by"] or "",
+                t["sent_at"],
+                t["delivered_at"],
+                t["delivered_by"],
+                t["confirmed_at"],
+                t["confirmed_by"],
                 int(t["states"]["needs_help"]),
                 outcome.get("outcome", ""),
                 outcome.get("at", ""),
             ]
         )
-    response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
+    response = web.Response(text=csv_document(ROLLUP_COLUMNS, rows), content_type="text/csv", charset="utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="alert-{alert.id}-{worker.community}.csv"'
     return response
 

@@ -6,8 +6,6 @@ their own sign-ins; a user's view never shows other areas' alerts.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +16,7 @@ from broadcast.alerts import load_alert
 from broadcast.console.access import can_see, city_wide
 from broadcast.console.schemas import AuditEntry
 from broadcast.console.users import User
+from broadcast.csv_export import csv_document
 from broadcast.keys import Keys, as_text
 
 CHUNK = 500
@@ -79,21 +78,17 @@ class AuditReader:
 
 
 def as_csv(entries: Iterator[AuditEntry]) -> str:
-    """The entries as CSV (UTF-8 with BOM so spreadsheet programs read the Chinese right)."""
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_FIELDS)
-    for entry in entries:
-        writer.writerow(
-            [
-                entry.id,
-                entry.at,
-                entry.actor,
-                entry.action,
-                entry.alert,
-                entry.origin,
-                json.dumps(entry.detail, ensure_ascii=False),
-            ]
-        )
-    return buffer.getvalue()
+    """The entries as CSV, every cell written as text a spreadsheet will not run (see csv_export)."""
+    rows = (
+        [
+            entry.id,
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.alert,
+            entry.origin,
+            json.dumps(entry.detail, ensure_ascii=False),
+        ]
+        for entry in entries
+    )
+    return csv_document(CSV_FIELDS, rows)
