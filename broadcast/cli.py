@@ -58,11 +58,14 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from broadcast.services import start_services
+    from channels.twilio.account import loopback_only
 
     async def serve() -> None:
         services = await start_services(ctx)
         simulated = f" (simulated providers at {ctx.settings.simulator_url})" if services.simulators else ""
         print(f"broadcast serving at {services.url}{simulated}")
+        if services.simulators and not (ctx.settings.simulator_webhooks_public or loopback_only(ctx.settings)):
+            print("simulated providers' webhooks are refused beyond loopback (BROADCAST_SIMULATOR_WEBHOOKS_PUBLIC)")
         try:
             while True:
                 await asyncio.sleep(3600)

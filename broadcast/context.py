@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from pydantic import SecretStr
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
@@ -91,7 +92,12 @@ def open_context(settings: Settings | None = None, clock: Clock | None = None) -
     else:
         embedded = ensure_embedded_redis(settings.data_dir)
         url = embedded.url
-    return Context(settings=settings, redis_url=url, clock=clock or SystemClock(), embedded=embedded)
+    ctx = Context(settings=settings, redis_url=url, clock=clock or SystemClock(), embedded=embedded)
+    if settings.secret_key is None:
+        # Every process of the deployment signs with the one secret kept in Redis (and derives the
+        # simulated providers' tokens from it), without anyone configuring it.
+        ctx.settings = settings.model_copy(update={"secret_key": SecretStr(ctx.secret.decode())})
+    return ctx
 
 
 _current: Context | None = None

@@ -59,6 +59,7 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:{id}:notices         hash   "{kind}:{volunteer}" -> when they were texted their link
     {ns}:alert:{id}:outcomes        hash   ordinal -> JSON {outcome, volunteer, at, request}: door-to-door results
     {ns}:alert:{id}:replies         stream replies we could not read as yes or help {ordinal, body, at}, capped
+    {ns}:alert:{id}:reply-ids       set    provider message ids of those replies, so a replayed one counts once
 
 Console (users and their credentials; tokens are stored only as SHA-256 digests)
     {ns}:users                      hash   user name -> user JSON (role, areas, argon2 password hash, disabled)
@@ -74,7 +75,7 @@ Console (users and their credentials; tokens are stored only as SHA-256 digests)
 Operations
     {ns}:ratelimit:{account}        string GCRA theoretical arrival time for one provider account
     {ns}:ratelimit:{account}:slow   string present while the provider is throttling us (halves the rate)
-    {ns}:stats                      hash   service-wide counters (unmatched replies, refused webhooks)
+    {ns}:stats                      hash   service-wide counters (unmatched and replayed replies, refused webhooks)
     {ns}:audit                      stream who did what, when, from where (append-only)
     {ns}:secret                     string the signing key when none is configured
 """
@@ -232,6 +233,9 @@ class Keys:
 
     def alert_replies(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:replies"
+
+    def reply_ids(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:reply-ids"
 
     def alert_keys(self, alert_id: str) -> str:
         """A pattern matching every key of one alert (for retention and tests)."""

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
 
     # Providers without credentials are played by the local simulators at this address.
     simulator_url: str = "http://127.0.0.1:8081"
+    # Their webhooks are accepted only while host and public_url are loopback, unless this says so.
+    simulator_webhooks_public: bool = False
 
     # Twilio (SMS and voice)
     twilio_account_sid: str | None = None
