@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from audiences.residents import load_residents
 from audiences.volunteers import Volunteer, VolunteerRole
@@ -35,7 +35,7 @@ from broadcast.ledger import roster_index
 from broadcast.models import Alert
 from broadcast.pages import page
 from broadcast.tokens import read_volunteer_token
-from broadcast.web import CTX, INBOX, REDIS, error, validation_error
+from broadcast.web import CTX, INBOX, REDIS, error, read_model
 
 WORDS: dict[str, dict[str, str]] = {
     "zh": {
@@ -159,12 +159,7 @@ async def post_outcome(request: web.Request) -> web.Response:
         return found
     alert, volunteer = found
     ctx, client = request.app[CTX], request.app[REDIS]
-    try:
-        body = OutcomeBody.model_validate(await request.json())
-    except ValueError as exc:
-        if isinstance(exc, ValidationError):
-            return validation_error(exc)
-        return error(400, "the body must be JSON", "body")
+    body: OutcomeBody = await read_model(request, OutcomeBody)
     index = await roster_index(client, ctx.keys, alert.id)
     assert index is not None
     try:

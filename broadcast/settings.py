@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     secret_key: SecretStr | None = None  # signs links and tokens; generated under data_dir when unset
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = 256 * 1024  # fits a target of 5,000 areas and 5,000 exclusions
 
     # Providers without credentials are played by the local simulators at this address.
     simulator_url: str = "http://127.0.0.1:8081"

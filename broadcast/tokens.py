@@ -31,7 +31,7 @@ def app_ack_token(secret: bytes, alert_id: str, ordinal: int) -> str:
 def read_app_ack(secret: bytes, alert_id: str, token: str) -> int | None:
     """The ordinal an app's key was made for, or None if it was not made for this alert."""
     ordinal, _, tag = token.partition(".")
-    if not (ordinal.isdigit() and len(ordinal) <= 10 and tag):
+    if not (ordinal.isascii() and ordinal.isdigit() and len(ordinal) <= 10 and tag):
         return None
     return int(ordinal) if same(mac(secret, "app-ack", alert_id, str(int(ordinal))), tag) else None
 

@@ -7,6 +7,7 @@ their own sign-ins; a user's view never shows other areas' alerts.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from broadcast.csv_export import csv_document
 from broadcast.keys import Keys, as_text
 
 CHUNK = 500
+ENTRY_ID = re.compile(r"[0-9]{1,19}(-[0-9]{1,19})?")
 CSV_FIELDS = ("id", "at", "actor", "action", "alert", "origin", "detail")
 
 
@@ -34,6 +36,11 @@ def _entry(entry_id: object, fields: Any) -> AuditEntry:
         origin=data.get("origin", ""),
         detail=json.loads(data.get("detail") or "{}"),
     )
+
+
+def is_entry_id(text: str) -> bool:
+    """True for an audit entry id ("ms-seq" or "ms", 1 to 19 digits each: what Redis takes and more)."""
+    return ENTRY_ID.fullmatch(text) is not None
 
 
 class AuditReader:
