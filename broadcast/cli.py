@@ -26,6 +26,10 @@ class UsageError(Exception):
     """Bad command-line input; printed without a traceback."""
 
 
+# Commands that sign links or talk to providers (or their simulators): they make the deployment's
+# secret if there is none yet; the rest only read it.
+SIGNING_COMMANDS = frozenset({"serve", "worker", "demo", "bench", "alert", "screens"})
+
 # Modules that add subcommands: each has register(subparsers) setting handler(ctx, args) -> int.
 COMMAND_MODULES: list[str] = [
     "broadcast.templates_cli",
@@ -228,7 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Context, argparse.Namespace], int] = args.handler
     try:
         # Commands that only read files (templates) get a context that never connects.
-        ctx = open_context(settings) if getattr(args, "needs_redis", True) else Context(settings, redis_url="")
+        ctx = (
+            open_context(settings, make_secret=args.command in SIGNING_COMMANDS)
+            if getattr(args, "needs_redis", True)
+            else Context(settings, redis_url="")
+        )
     except EmbeddedRedisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

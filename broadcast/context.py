@@ -83,8 +83,12 @@ class Context:
             self.redis.close()
 
 
-def open_context(settings: Settings | None = None, clock: Clock | None = None) -> Context:
-    """Connect to ``REDIS_URL``, or to the embedded Redis (started if needed)."""
+def open_context(settings: Settings | None = None, clock: Clock | None = None, *, make_secret: bool = True) -> Context:
+    """Connect to ``REDIS_URL``, or to the embedded Redis (started if needed).
+
+    Without ``BROADCAST_SECRET_KEY``, the deployment's secret kept in Redis goes into the settings;
+    ``make_secret`` makes it first when there is none yet (commands that only read or import need not).
+    """
     settings = settings or Settings()
     embedded = None
     if settings.redis_url:
@@ -96,7 +100,9 @@ def open_context(settings: Settings | None = None, clock: Clock | None = None) -
     if settings.secret_key is None:
         # Every process of the deployment signs with the one secret kept in Redis (and derives the
         # simulated providers' tokens from it), without anyone configuring it.
-        ctx.settings = settings.model_copy(update={"secret_key": SecretStr(ctx.secret.decode())})
+        secret = ctx.secret if make_secret else ctx.redis.get(ctx.keys.secret)
+        if secret:
+            ctx.settings = settings.model_copy(update={"secret_key": SecretStr(as_bytes(secret).decode())})
     return ctx
 
 

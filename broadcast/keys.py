@@ -29,6 +29,8 @@ phone, push-token and external-id indexes spread over ``INDEX_BUCKETS`` buckets 
     {ns}:screens                    hash   screen id -> screen JSON
     {ns}:screens:{community}        hash   screen id -> building code, for the screens of one committee
     {ns}:offline-screens            set    screen ids whose last will said "offline" (until they say "online")
+    {ns}:imports:running            hash   import id -> JSON {kind, source, rows, written, started} while an import
+                                           writes; left behind by one that died before its switch
     {ns}:groups                     hash   custom group name -> JSON {title, size}
     {ns}:group:{name}               set    rids of a custom group's members
 
@@ -169,6 +171,10 @@ class Keys:
 
     def community_screens(self, community: str) -> str:
         return f"{self.ns}:screens:{community}"
+
+    @property
+    def imports_running(self) -> str:
+        return f"{self.ns}:imports:running"
 
     @property
     def groups(self) -> str:
