@@ -129,3 +129,16 @@ def _tree(ctx: Context) -> Any:
     from audiences.areas import AreaTree
 
     return AreaTree.load(ctx.redis, ctx.keys)
+
+
+def test_a_repeated_external_id_is_named_with_both_lines(
+    ctx: Context, population: Population, cli: Any, tmp_path: Path
+) -> None:
+    rows = thousand_rows(population)
+    rows[700][0] = rows[3][0]
+    rows[900][0] = rows[3][0]
+    code, _, err = cli("residents", "import", str(write_csv(tmp_path / "r.csv", rows)))
+    assert code == 2
+    assert f"line 702: external id {rows[3][0]} already on line 5" in err
+    assert f"line 902: external id {rows[3][0]} already on line 5" in err
+    assert Registry(ctx.redis, ctx.keys).by_external_id([rows[0][0]]) == {}
