@@ -261,23 +261,29 @@
       problem.textContent = !body.level ? "请选择级别 Choose a level" : "请选择区域 Choose at least one area";
       return;
     }
-    try {
-      const [preview, counts] = await Promise.all([
-        api("/api/v1/alerts/preview", { ...body, composed_by: composer }),
-        api("/api/v1/targets/preview", { ...body.target, channels: body.channels, level: body.level }),
-      ]);
-      if (mine !== generation) return;
+    // Who it reaches and what it says are asked for separately: a parameter still missing does not
+    // hide how many people the areas hold.
+    const [wording, people] = await Promise.allSettled([
+      api("/api/v1/alerts/preview", { ...body, composed_by: composer }),
+      api("/api/v1/targets/preview", { ...body.target, channels: body.channels, level: body.level }),
+    ]);
+    if (mine !== generation) return;
+    if (people.status === "fulfilled") showReach(people.value);
+    if (wording.status === "fulfilled") {
       problem.hidden = true;
       markFields([]);
-      showMessages(preview, body.channels);
-      showReach(counts);
-    } catch (error) {
-      if (mine !== generation) return;
+      showMessages(wording.value, body.channels);
+    } else {
+      const error = wording.reason || {};
       problem.hidden = false;
       const marked = markFields(error.field === "params" ? String(error.message).split("; ") : []);
       problem.textContent = marked
         ? "请修改标出的参数 Please correct the marked parameters"
         : (error.field ? error.field + ": " : "") + error.message;
+    }
+    if (people.status === "rejected" && wording.status === "fulfilled") {
+      problem.hidden = false;
+      problem.textContent = people.reason.message;
     }
   }
   form.addEventListener("change", changed);

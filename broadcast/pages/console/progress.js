@@ -221,7 +221,9 @@
     for (const entry of help.cases) {
       const tr = el("tr", null, "state-" + entry.state);
       tr.dataset.ordinal = entry.ordinal;
-      const where = el("td", entry.community + " · " + entry.place + " ");
+      // Building names usually begin with their committee's; say it once.
+      const place = entry.place.startsWith(entry.community) ? entry.place : entry.community + " · " + entry.place;
+      const where = el("td", place + " ");
       where.append(el("small", entry.place_code, "code"));
       const phone = el("td");
       if (entry.dial) {
