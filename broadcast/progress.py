@@ -143,8 +143,8 @@ async def confirmation_curve(
     recipients' time slots (first sent / delivered / acknowledged). A roster larger than
     ``CURVE_SLOTS_READ`` is read in evenly spaced blocks and scaled up (``sampled``)."""
     issued = alert.issued_at or alert.created_at
-    span = max(1, int((now - issued).total_seconds()) // 60 + 1)
-    step = max(1, -(-span // CURVE_POINTS))
+    span = max(1, int((now - issued).total_seconds()) + 1)  # seconds since issue
+    step = max(10, -(-span // CURVE_POINTS))  # seconds a point stands for: 10 s at least
     points = span // step + 1
     columns = {"sent": [0] * points, "delivered": [0] * points, "confirmed": [0] * points}
     blocks = [(start, min(size, start + CURVE_BLOCK)) for start in range(0, size, CURVE_BLOCK)]
@@ -161,11 +161,16 @@ async def confirmation_curve(
         for sent, delivered, confirmed in struct.iter_unpack(">III4x", raw):
             for name, value in (("sent", sent), ("delivered", delivered), ("confirmed", confirmed)):
                 if value:
-                    columns[name][min(points - 1, (value - 1) // 60 // step)] += 1
+                    columns[name][min(points - 1, (value - 1) // step)] += 1
     scale = size / read if sampled and read else 1.0
-    curve: dict[str, Any] = {"minutes": [i * step for i in range(points)], "sampled": sampled, "step": step}
+    curve: dict[str, Any] = {
+        # Each point is the count at the end of its step, from zero at issue.
+        "minutes": [0.0] + [round(min(span, (i + 1) * step) / 60, 2) for i in range(points)],
+        "sampled": sampled,
+        "step_seconds": step,
+    }
     for name, counts in columns.items():
-        total, series = 0, []
+        total, series = 0, [0]
         for count in counts:
             total += count
             series.append(round(total * scale))

@@ -121,7 +121,7 @@ async def confirm_approve(request: web.Request) -> web.Response:
         briefing=await briefing_of(request, found),
         until=validity(found, display(ctx.settings, names)),
         explanation=(
-            f"由 {found.composed_by} 拟稿。批准后立即按上述内容发出。"
+            f"由 {found.composed_by} 拟稿。批准后立即按下列内容发出。"
             f"Composed by {found.composed_by}; approving sends exactly this now."
         ),
         button="批准并签发 Approve and issue",
