@@ -143,9 +143,9 @@ async def confirmation_curve(
     recipients' time slots (first sent / delivered / acknowledged). A roster larger than
     ``CURVE_SLOTS_READ`` is read in evenly spaced blocks and scaled up (``sampled``)."""
     issued = alert.issued_at or alert.created_at
-    span = max(1, int((now - issued).total_seconds()) + 1)  # seconds since issue
+    span = max(1, int((now - issued).total_seconds()))  # seconds since issue
     step = max(10, -(-span // CURVE_POINTS))  # seconds a point stands for: 10 s at least
-    points = span // step + 1
+    points = -(-span // step)
     columns = {"sent": [0] * points, "delivered": [0] * points, "confirmed": [0] * points}
     blocks = [(start, min(size, start + CURVE_BLOCK)) for start in range(0, size, CURVE_BLOCK)]
     sampled = size > CURVE_SLOTS_READ

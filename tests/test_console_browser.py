@@ -190,7 +190,9 @@ def test_typhoon_red_composed_approved_watched_helped_and_cancelled(
         expect(texts.locator("[data-channel=sms][data-language=en]")).to_contain_text("In-fa")
         expect(texts.locator("[data-channel=voice]")).to_have_count(0)
         areas = page.locator("#brief-areas")
-        expect(areas.locator(f"[data-code='{LUJIAZUI}']")).to_contain_text(f"陆家嘴街道 {LUJIAZUI} · {reached['lujiazui']:,}")
+        expect(areas.locator(f"[data-code='{LUJIAZUI}']")).to_contain_text(
+            f"陆家嘴街道 {LUJIAZUI} · {reached['lujiazui']:,}"
+        )
         expect(areas.locator(f"[data-code='{WEIFANG}']")).to_contain_text(f"{reached['weifang']:,}")
         expect(page.locator("#brief-params")).to_contain_text("烟花")
         expect(page.locator("#brief-params")).to_contain_text("In-fa")
@@ -270,7 +272,12 @@ def test_typhoon_red_composed_approved_watched_helped_and_cancelled(
         channel_rows = [values for name, values in rows_data if name not in ("channel-sum", "channel-people")]
         sums = dict(rows_data)["channel-sum"]
         assert [sum(column) for column in zip(*channel_rows, strict=True)] == sums
-        assert dict(rows_data)["channel-people"] == [final["targeted"], final["sent"], final["delivered"], final["failed"]]
+        assert dict(rows_data)["channel-people"] == [
+            final["targeted"],
+            final["sent"],
+            final["delivered"],
+            final["failed"],
+        ]
         assert sums[0] == final["targeted"], "first-choice channels do not add up to the people targeted"
         # The confirmation curve, drawn by uPlot from the recipients' time slots.
         page.reload()

@@ -22,8 +22,8 @@ from audiences.population import Population
 from audiences.volunteers import VolunteerRole
 from broadcast import alerts
 from broadcast.context import Context
-from broadcast.progress import alert_progress
 from broadcast.models import Level
+from broadcast.progress import alert_progress
 from broadcast.tokens import link_token, volunteer_token
 from broadcast.worker import BackgroundWorker
 from tests.browser import PHONE_SIZE, check_page, chromium
@@ -152,11 +152,13 @@ def test_a_drill_on_the_phones_of_a_resident_a_volunteer_and_a_community_worker(
         chosen = page.locator(f".resident[data-ordinal='{other_ordinal}'] button[data-outcome=not_home]")
         expect(chosen).to_have_attribute("aria-pressed", "true")
         expect(chosen).to_contain_text("✓")
-        expect(page.locator(f".resident[data-ordinal='{other_ordinal}'] .saved")).to_contain_text("已保存", timeout=10_000)
-        page.reload()
-        expect(page.locator(f".resident[data-ordinal='{other_ordinal}'] button[data-outcome=not_home]")).to_have_attribute(
-            "aria-pressed", "true"
+        expect(page.locator(f".resident[data-ordinal='{other_ordinal}'] .saved")).to_contain_text(
+            "已保存", timeout=10_000
         )
+        page.reload()
+        expect(
+            page.locator(f".resident[data-ordinal='{other_ordinal}'] button[data-outcome=not_home]")
+        ).to_have_attribute("aria-pressed", "true")
         check_page(page, "21-volunteer")
 
         # The community worker: a roll-up readable on a phone, help with a number to call.

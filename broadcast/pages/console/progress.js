@@ -227,7 +227,7 @@
       where.append(el("small", entry.place_code, "code"));
       const phone = el("td");
       if (entry.dial) {
-        const call = el("a", "📞 " + entry.phone, "tel");
+        const call = el("a", "拨打 " + entry.phone, "tel");
         call.href = "tel:" + entry.dial;
         phone.append(call);
       }
