@@ -238,6 +238,7 @@ async def all_help_cases(request: web.Request) -> web.Response:
         everywhere=not outside(user, found.target.areas),
         limit=HELP_PAGE,
         skip=page_no * HELP_PAGE,
+        scan=None,
     )
     return console_page(
         request,

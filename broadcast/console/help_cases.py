@@ -28,6 +28,8 @@ from broadcast.ledger import RosterIndex, roster_index
 
 HELP_SHOWN = 200  # on the live page; the full list pages through the rest
 SCAN_CHUNK = 1000
+LIVE_SCAN = 20_000  # requests looked at per live update: a user whose areas hold few of a city's
+# requests gets the newest of them found among the city's newest, not a full scan every second
 
 
 class HelpState(str, Enum):
@@ -79,10 +81,12 @@ async def help_cases(
     everywhere: bool,
     limit: int = HELP_SHOWN,
     skip: int = 0,
+    scan: int | None = LIVE_SCAN,
 ) -> dict[str, Any]:
     """The requests for help in the given committee rows of a progress document (all of the alert's
     when ``everywhere``), newest first: ``limit`` of them after the first ``skip``; with how many
-    there are, how many are still open, and whether more follow."""
+    there are, how many are still open, and whether more follow. At most ``scan`` requests are
+    looked at (None: all of them, for the full list)."""
     index = await roster_index(client, keys, alert_id)
     total = sum(int(row.get("needs_help", 0)) for row in communities)
     empty: dict[str, Any] = {"total": total, "open": total, "cases": [], "more": False}
@@ -92,7 +96,7 @@ async def help_cases(
     handling = {o: h for o, h in (await handling_of(client, keys, alert_id)).items() if _in_scope(index, allowed, o)}
     handled = sum(1 for h in handling.values() if h.get("state") == HelpState.handled.value)
     found: list[tuple[int, float]] = []
-    matched, offset = 0, 0
+    matched, offset, cut = 0, 0, False
     while len(found) <= limit:
         chunk: list[Any] = await client.zrevrangebyscore(
             keys.help_asked(alert_id), "+inf", "-inf", start=offset, num=SCAN_CHUNK, withscores=True
@@ -106,11 +110,14 @@ async def help_cases(
                     found.append((ordinal, float(score)))
         if len(chunk) < SCAN_CHUNK:
             break
-    more = len(found) > limit
+        if scan is not None and offset >= scan:
+            cut = True  # more may follow beyond what was looked at
+            break
+    more = cut or len(found) > limit
     found = found[:limit]
     ordinals = [o for o, _ in found]
     if not ordinals:
-        return {**empty, "open": total - handled}
+        return {**empty, "open": total - handled, "more": more}
     rids = await read_rids(client, keys, alert_id, ordinals)
     residents = await load_residents(client, keys, rids)
     outcomes_raw = await client.hmget(keys.alert_outcomes(alert_id), [str(o) for o in ordinals])
