@@ -144,7 +144,7 @@ def test_the_ladder_calls_then_lists_then_rolls_up(
     status, story = request_json(f"{rollup_link}/r/{first['ordinal']}")
     assert status == 200 and story["confirmed_by"] == "volunteer" and story["outcome"]["outcome"] == "reached_safe"
     with urllib.request.urlopen(rollup_link + "/export.csv", timeout=10) as response:
-        rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+        rows = list(csv.DictReader(io.StringIO(response.read().decode("utf-8-sig"))))
     committee = [r for r in population.residents if r.community == worker.community]
     assert len(rows) == len(committee)
     knocked = next(r for r in rows if r["ordinal"] == str(first["ordinal"]))
