@@ -279,9 +279,9 @@ def test_typhoon_red_composed_approved_watched_helped_and_cancelled(
             final["failed"],
         ]
         assert sums[0] == final["targeted"], "first-choice channels do not add up to the people targeted"
-        # The confirmation curve, drawn by uPlot from the recipients' time slots.
+        # The confirmation curve, drawn by plotly.js from the recipients' time slots: three lines.
         page.reload()
-        expect(page.locator("#curve canvas")).to_have_count(1, timeout=10_000)
+        expect(page.locator("#curve .scatterlayer .trace")).to_have_count(3, timeout=10_000)
         expect(page.locator("#curve")).to_have_attribute("data-confirmed", str(final["confirmed"]), timeout=10_000)
         expect(page.locator("#curve-summary")).to_contain_text("已确认")
         expect(page.locator("#tiles .tile")).to_have_count(1 + 2 + len(settled["areas"]["community"]))

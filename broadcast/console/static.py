@@ -1,8 +1,11 @@
-"""The console's few scripts, and the charting library it draws with, served from the pages folder
-(signed-in users only, like the pages). The library is a pinned copy with its licence beside it
-(pages/vendor/), so a duty room with no internet still gets its charts."""
+"""The console's few scripts, and the charting library it draws with (signed-in users only, like the
+pages). plotly.js comes inside the ``plotly`` package the service is installed with, so a duty room
+with no internet still gets its charts."""
 
 from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
 
 from aiohttp import web
 
@@ -11,8 +14,7 @@ from broadcast.pages import PAGES_DIR
 FILES = {
     "compose.js": PAGES_DIR / "console" / "compose.js",
     "progress.js": PAGES_DIR / "console" / "progress.js",
-    "uPlot.iife.min.js": PAGES_DIR / "vendor" / "uplot" / "uPlot.iife.min.js",
-    "uPlot.min.css": PAGES_DIR / "vendor" / "uplot" / "uPlot.min.css",
+    "plotly.min.js": Path(str(files("plotly") / "package_data" / "plotly.min.js")),
 }
 
 

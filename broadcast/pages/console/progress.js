@@ -1,7 +1,7 @@
 // Live progress of one alert. The server pushes the progress document over SSE whenever it changes;
 // this draws, in the order a duty room needs them: the requests for help (newest first, with the
 // number to call and who is handling each), the funnel with the time since issue and an estimated
-// end, the channels, the confirmation curve (uPlot), and the areas. A new request for help changes
+// end, the channels, the confirmation curve (plotly.js), and the areas. A new request for help changes
 // the tab's title and, once the officer has allowed it, chimes and shows a notification.
 "use strict";
 (function () {
@@ -396,11 +396,10 @@
   }
 
   // ---- the confirmation curve
-  let chart = null;
   let curveAt = 0;
   let fetching = false;
   async function drawCurve(force) {
-    if (!window.uPlot || fetching || (!force && now() - curveAt < 15000)) return;
+    if (!window.Plotly || fetching || (!force && now() - curveAt < 15000)) return;
     curveAt = now();
     fetching = true;
     try {
@@ -427,23 +426,23 @@
         " 人。After " + data.minutes[last] + " min: " + fmt(data.sent[last]) + " sent, " + fmt(data.confirmed[last]) + " confirmed." +
         (data.sampled ? "（抽样估算 estimated from a sample）" : "")
       : "尚无数据 No data yet";
-    const series = [data.minutes, data.sent, data.delivered, data.confirmed];
-    if (chart) {
-      chart.setData(series);
-      return;
-    }
-    chart = new uPlot({
-      width: Math.max(300, box.clientWidth - 8),
-      height: 240,
-      scales: { x: { time: false } },
-      axes: [{ label: "签发后分钟 Minutes since issue" }, { label: "人数 People", size: 70 }],
-      series: [
-        { label: "分钟 min" },
-        { label: "已发送 Sent", stroke: "#1565c0", width: 2 },
-        { label: "已送达 Delivered", stroke: "#6d4c41", width: 2, dash: [6, 4] },
-        { label: "已确认 Confirmed", stroke: "#2e7d32", width: 3, fill: "rgba(46,125,50,0.08)" },
-      ],
-    }, series, box);
+    const line = (name, values, color, extra) =>
+      Object.assign({ x: data.minutes, y: values, name: name, type: "scatter", mode: "lines", line: { color: color, width: 2 } }, extra);
+    const traces = [
+      line("已发送 Sent", data.sent, "#1565c0"),
+      line("已送达 Delivered", data.delivered, "#6d4c41", { line: { color: "#6d4c41", width: 2, dash: "dash" } }),
+      line("已确认 Confirmed", data.confirmed, "#2e7d32", { line: { color: "#2e7d32", width: 3 }, fill: "tozeroy", fillcolor: "rgba(46,125,50,0.08)" }),
+    ];
+    const layout = {
+      height: 260,
+      margin: { l: 70, r: 16, t: 8, b: 48 },
+      xaxis: { title: { text: "签发后分钟 Minutes since issue" }, rangemode: "tozero" },
+      yaxis: { title: { text: "人数 People" }, rangemode: "tozero", separatethousands: true },
+      legend: { orientation: "h", y: -0.25 },
+      font: { family: "system-ui, 'WenQuanYi Zen Hei', sans-serif" },
+    };
+    // Plotly.react redraws in place: the chart keeps its size and the page does not jump.
+    window.Plotly.react(box, traces, layout, { displaylogo: false, responsive: true });
   }
 
   function draw(progress) {
