@@ -263,18 +263,25 @@ def _wind_down(ctx: Context, alert_id: str, *, clear_screens: bool) -> None:
         schedule_clear_now(ctx, alert_id)
 
 
-def _supersede(ctx: Context, alert: Alert) -> None:
+def _supersede(ctx: Context, alert: Alert, actor: str, origin: str) -> None:
     """An update replaces the alert it references, a cancel message ends it (CAP's msgType)."""
     if alert.msg_type is MessageType.alert or not alert.references:
         return
     status = AlertStatus.superseded if alert.msg_type is MessageType.update else AlertStatus.cancelled
 
+    ended: list[bool] = []
+
     def change(old: Alert) -> Alert:
+        ended.clear()
         if old.status in (AlertStatus.cancelled, AlertStatus.expired, AlertStatus.superseded):
             return old
+        ended.append(True)
         return old.model_copy(update={"status": status, "cancelled_at": ctx.clock.now()})
 
     _update(ctx, alert.references, change)
+    if ended and alert.msg_type is MessageType.cancel:
+        # The audit says what the officer did to the warning: it was cancelled, by this message.
+        audit(ctx, actor, "cancel", alert_id=alert.references, origin=origin, cancellation=alert.id)
     # The new alert's own screen message replaces the old one; without screens of its own, clear them.
     _wind_down(ctx, alert.references, clear_screens=ChannelKind.screen not in alert.channels)
 
@@ -317,7 +324,7 @@ def _issue(ctx: Context, alert: Alert, actor: str, origin: str) -> None:
     issued_at: datetime = alert.issued_at or ctx.clock.now()
     ctx.redis.zadd(ctx.keys.alerts_active, {alert.id: issued_at.timestamp()})
     audit(ctx, actor, "issue", alert_id=alert.id, origin=origin)
-    _supersede(ctx, alert)
+    _supersede(ctx, alert, actor, origin)
     ctx.queue(CONTROL_QUEUE).enqueue(
         "broadcast.plan.plan_job",
         alert.id,

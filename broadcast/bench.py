@@ -64,5 +64,11 @@ def register(sub: Any) -> None:
     bench.add_argument("--capacity", type=float, default=2_000, help="the simulated provider's messages a second")
     bench.add_argument("--capacity-messages", type=int, default=60_000, help="messages for the capacity benchmark")
     bench.add_argument("--import-rows", type=int, default=200_000, help="rows of the import benchmark's file")
+    bench.add_argument(
+        "--refuse-first",
+        type=int,
+        default=0,
+        help="capacity: the refusing provider also answers its first N creates 429, however fast the machine",
+    )
     bench.add_argument("--results", default="bench/results", help="directory for the JSON figures")
     bench.set_defaults(handler=cmd_bench)

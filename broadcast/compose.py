@@ -234,7 +234,7 @@ def _message_values(
         "area": area,
         "signature": settings.sms_signature if language is Language.zh else settings.sms_signature_en,
         "link": f"{link_base(settings)}{LINK_PATH}{_PLACEHOLDER_TOKEN}" if channel is ChannelKind.sms else "",
-        "valid_until": expires.astimezone(SHANGHAI_TIME) if expires and change is not Change.cancel else None,
+        "valid_until": expires.astimezone(settings.zone) if expires and change is not Change.cancel else None,
     }
 
 

@@ -15,6 +15,7 @@ from broadcast.deliver import area_facts, load_alert_async, read_rids
 from broadcast.ledger import Ledger, roster_index
 from broadcast.models import AckMethod, Alert, ChannelKind, EventKind, Language, RecipientEvent
 from broadcast.pages import page
+from broadcast.pages.display import display
 from broadcast.tokens import read_link_token
 from broadcast.web import CTX, INBOX, REDIS
 
@@ -27,6 +28,12 @@ WORDS: dict[str, dict[str, str]] = {
         "helping": "已收到您的求助，社区工作人员会尽快联系您。紧急情况请拨打110、119或120。",
         "closed": "这条预警已经结束。",
         "hotline": "咨询电话",
+        "emergency": "紧急求救",
+        "police": "报警",
+        "fire": "火警",
+        "ambulance": "急救",
+        "chosen": "✓ 您已选择",
+        "issued": "发布于",
         "other_lang": "English",
         "invalid": "这个链接无效",
         "invalid_text": "请核对短信中的链接。如需帮助，请拨打12345。",
@@ -42,6 +49,12 @@ WORDS: dict[str, dict[str, str]] = {
         ),
         "closed": "This warning has ended.",
         "hotline": "Hotline",
+        "emergency": "Emergency",
+        "police": "Police",
+        "fire": "Fire",
+        "ambulance": "Ambulance",
+        "chosen": "✓ Your answer",
+        "issued": "Issued",
         "other_lang": "中文",
         "invalid": "This link is not valid",
         "invalid_text": "Please check the link in your SMS. For help call 12345.",
@@ -90,15 +103,19 @@ async def show(request: web.Request) -> web.Response:
     acknowledged = (await ledger.bits("acknowledged", [ordinal]))[0]
     needs_help = (await ledger.bits("needs_help", [ordinal]))[0]
     state = "needs_help" if needs_help else "acknowledged" if acknowledged else ""
+    title = str(message.extra.get("title", ""))
+    show = display(ctx.settings)
     return page(
         "confirm.html",
         lang=language,
         words=WORDS[language],
         other_lang="en" if language == "zh" else "zh",
-        title=str(message.extra.get("title", "")),
+        title=title,
         body=message.text,
         level=alert.level.value,
-        exercise=alert.exercise,
+        # The title of a drill already says so; the banner does not say it twice.
+        exercise=alert.exercise and "演练" not in title and "DRILL" not in title.upper(),
+        issued=show.time(alert.issued_at or alert.created_at, "%m-%d %H:%M") + f" {show.zone_label()}",
         state=state,
         open=alert.is_active(ctx.clock.now()),
         hotline=facts.hotline,

@@ -8,6 +8,8 @@ the residents of their own grids and buildings; an outcome for anyone else is re
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +36,7 @@ from broadcast.keys import as_text
 from broadcast.ledger import roster_index
 from broadcast.models import Alert
 from broadcast.pages import page
+from broadcast.pages.display import Display, display
 from broadcast.tokens import read_volunteer_token
 from broadcast.web import CTX, INBOX, REDIS, error, read_model
 
@@ -50,6 +53,24 @@ WORDS: dict[str, dict[str, str]] = {
         "saved": "已保存：",
         "waiting": "等待网络，稍后自动发送：",
         "asked_help": "本人求助，请尽快联系",
+        "chosen": "已选",
+        "building": "楼",
+        "floor": "{n} 层",
+        "other_floor": "其他",
+        "issued": "发布于",
+        "call": "拨打",
+        "timeline": "经过",
+        "asked_at": "求助时间",
+        "no_help": "暂无求助",
+        "grid": "网格",
+        "people": "人数",
+        "confirmed": "已确认",
+        "help": "求助",
+        "waiting_col": "未确认",
+        "failed": "未送达",
+        "replies": "居民回复",
+        "export": "导出名单 (CSV)",
+        "back": "返回汇总",
         "offline": "网络不通，记录会在恢复后自动发送。",
         "noscript": "请开启浏览器的 JavaScript。",
         "invalid": "这个链接无效",
@@ -68,6 +89,24 @@ WORDS: dict[str, dict[str, str]] = {
         "saved": "Saved: ",
         "waiting": "Waiting for a connection: ",
         "asked_help": "Asked for help: call them first",
+        "chosen": "chosen",
+        "building": "Building",
+        "floor": "floor {n}",
+        "other_floor": "other",
+        "issued": "Issued",
+        "call": "Call",
+        "timeline": "What happened",
+        "asked_at": "Asked",
+        "no_help": "No help requests",
+        "grid": "Grid",
+        "people": "People",
+        "confirmed": "Confirmed",
+        "help": "Help",
+        "waiting_col": "Not yet",
+        "failed": "Undelivered",
+        "replies": "Replies",
+        "export": "Export list (CSV)",
+        "back": "Back to the roll-up",
         "offline": "No connection: your records will be sent when it returns.",
         "noscript": "Please turn on JavaScript.",
         "invalid": "This link is not valid",
@@ -75,6 +114,21 @@ WORDS: dict[str, dict[str, str]] = {
         "rollup": "Committee roll-up",
     },
 }
+
+
+def floor_of(room: str) -> int | None:
+    """The floor a room number names: 1203 is on floor 12, 101 on floor 1 (None when it does not say)."""
+    digits = re.search(r"(\d{3,4})$", room or "")
+    return int(digits.group(1)[:-2]) if digits else None
+
+
+def heading_of(alert: Alert, show: Display, lang: str) -> dict[str, str]:
+    """The warning a field page is about, and when it was issued, as the page's banner says it."""
+    zh, en = show.warning(alert).split(" ", 1) if " " in show.warning(alert) else (show.warning(alert), "")
+    return {
+        "warning": zh if lang == "zh" else en,
+        "issued": show.time(alert.issued_at or alert.created_at, "%m-%d %H:%M") + f" {show.zone_label()}",
+    }
 
 
 class OutcomeBody(BaseModel):
@@ -124,6 +178,7 @@ async def work_list_page(request: web.Request) -> web.Response:
         token=request.match_info["token"],
         level=alert.level.value,
         exercise=alert.exercise,
+        about=heading_of(alert, display(request.app[CTX].settings), lang),
         heading=f"{WORDS[lang]['title']} · {volunteer.name}",
     )
 
@@ -136,21 +191,50 @@ async def work_list_json(request: web.Request) -> web.Response:
     ctx, client, lang = request.app[CTX], request.app[REDIS], _language(request)
     entries = await work_list(client, ctx.keys, alert, volunteer)
     names = await area_names(client, ctx.keys, sorted({e.resident.place for e in entries}))
+    show = display(ctx.settings)
     residents = [
         {
             "ordinal": e.ordinal,
             "name": e.resident.name,
             "place": " ".join(p for p in (names.get(e.resident.place, ""), e.resident.room) if p),
+            "building": names.get(e.resident.place, e.resident.place),
+            "building_code": e.resident.place,
+            "room": e.resident.room,
+            "floor": floor_of(e.resident.room),
             "flags": flags_of(e.resident, lang),
             "phone": masked(e.resident.phone),
             "dial": e.resident.phone or "",
             "state": "needs_help" if e.needs_help else "",
+            "vulnerable": e.vulnerable,
             "outcome": e.outcome["outcome"] if e.outcome else None,
-            "outcome_at": e.outcome["at"][11:16] if e.outcome else None,
+            "outcome_at": show.time(e.outcome["at"], "%H:%M") if e.outcome else None,
         }
         for e in entries
     ]
-    return web.json_response({"alert": alert.id, "volunteer": volunteer.name, "residents": residents})
+    return web.json_response(
+        {"alert": alert.id, "volunteer": volunteer.name, "residents": residents, "groups": walk_order(residents)}
+    )
+
+
+def walk_order(residents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The list as a volunteer walks it: building by building in roster order, floor by floor, and
+    inside each floor whoever asked for help first, then the vulnerable, then by room."""
+    groups: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
+    first: dict[str, int] = {}
+    for r in residents:
+        first[r["building_code"]] = min(first.get(r["building_code"], r["ordinal"]), r["ordinal"])
+        groups.setdefault((r["building_code"], r["floor"]), []).append(r)
+    ordered = sorted(groups.items(), key=lambda kv: (first[kv[0][0]], kv[0][1] is None, kv[0][1] or 0))
+    return [
+        {
+            "building": members[0]["building"],
+            "building_code": code,
+            "floor": floor,
+            "help": sum(1 for m in members if m["state"] == "needs_help"),
+            "residents": sorted(members, key=lambda m: (m["state"] != "needs_help", not m["vulnerable"], m["room"])),
+        }
+        for (code, floor), members in ordered
+    ]
 
 
 async def post_outcome(request: web.Request) -> web.Response:
@@ -224,11 +308,24 @@ async def rollup(request: web.Request) -> dict[str, Any] | web.Response:
     rids = await read_rids(client, ctx.keys, alert.id, helping)
     residents = await load_residents(client, ctx.keys, rids)
     outcomes = await outcomes_of(client, ctx.keys, alert.id, helping)
+    asked = await client.zmscore(ctx.keys.help_asked(alert.id), [str(o) for o in helping]) if helping else []
+    places = await area_names(client, ctx.keys, sorted({r.place for r in residents.values()}))
     cases = [
-        {"ordinal": o, "name": r.name, "phone": masked(r.phone), "outcome": (outcomes.get(o) or {}).get("outcome")}
-        for o, rid in zip(helping, rids, strict=True)
+        {
+            "ordinal": o,
+            "name": r.name,
+            "phone": masked(r.phone),
+            "dial": r.phone or "",
+            "building": places.get(r.place, r.place),
+            "building_code": r.place,
+            "room": r.room,
+            "asked_at": datetime.fromtimestamp(at, UTC).isoformat() if at else None,
+            "outcome": (outcomes.get(o) or {}).get("outcome"),
+        }
+        for o, rid, at in zip(helping, rids, asked, strict=True)
         if (r := residents.get(rid)) is not None
     ]
+    cases.sort(key=lambda c: c["asked_at"] or "", reverse=True)  # newest first
     steps = {as_text(k): as_text(v) for k, v in (await client.hgetall(ctx.keys.alert_steps(alert.id))).items()}
     replies = []
     for _, fields in await client.xrevrange(ctx.keys.alert_replies(alert.id), count=10_000) or []:
@@ -252,12 +349,20 @@ async def rollup_page(request: web.Request) -> web.Response:
         return data
     if request.path.endswith(".json"):
         return web.json_response(data)
+    alert = await load_alert_async(request.app[REDIS], request.app[CTX].keys, str(data["alert"]))
+    assert alert is not None
+    show = display(request.app[CTX].settings)
+    lang = _language(request)
     return page(
         "rollup.html",
-        lang=_language(request),
-        words=WORDS[_language(request)],
+        lang=lang,
+        words=WORDS[lang],
         data=data,
         token=request.match_info["token"],
+        level=alert.level.value,
+        exercise=alert.exercise,
+        about=heading_of(alert, show, lang),
+        show=show,
     )
 
 
@@ -265,6 +370,7 @@ ROLLUP_COLUMNS = (
     "ordinal",
     "name",
     "place",
+    "place_code",
     "room",
     "phone",
     "sent_at",
@@ -288,6 +394,13 @@ async def rollup_csv(request: web.Request) -> web.Response:
     ordinals = list(range(start, end))
     rids = await read_rids(client, ctx.keys, alert.id, ordinals)
     residents = await load_residents(client, ctx.keys, rids)
+    names = await area_names(client, ctx.keys, sorted({r.place for r in residents.values()}))
+    show = display(ctx.settings)
+
+    def local(value: str | None) -> str:
+        # A spreadsheet's reader reads local time; the offset keeps it unambiguous.
+        return show.time(value, "%Y-%m-%d %H:%M:%S %z") if value else ""
+
     rows: list[list[object]] = []
     for o, rid in zip(ordinals, rids, strict=True):
         r = residents.get(rid)
@@ -297,17 +410,18 @@ async def rollup_csv(request: web.Request) -> web.Response:
             [
                 o,
                 r.name if r else "",
+                names.get(r.place, r.place) if r else "",
                 r.place if r else "",
                 r.room if r else "",
                 masked(r.phone if r else None),
-                t["sent_at"],
-                t["delivered_at"],
+                local(t["sent_at"]),
+                local(t["delivered_at"]),
                 t["delivered_by"],
-                t["confirmed_at"],
+                local(t["confirmed_at"]),
                 t["confirmed_by"],
                 int(t["states"]["needs_help"]),
                 outcome.get("outcome", ""),
-                outcome.get("at", ""),
+                local(outcome.get("at")),
             ]
         )
     response = web.Response(text=csv_document(ROLLUP_COLUMNS, rows), content_type="text/csv", charset="utf-8")
@@ -316,14 +430,62 @@ async def rollup_csv(request: web.Request) -> web.Response:
 
 
 async def recipient_timeline(request: web.Request) -> web.Response:
+    """One recipient's story: as a page for a person (a browser asks for HTML), as JSON otherwise."""
     found = await _committee(request)
     if isinstance(found, web.Response):
         return found
     alert, _, start, end = found
+    ctx, client = request.app[CTX], request.app[REDIS]
     ordinal = request.match_info["ordinal"]
     if not ordinal.isdigit() or not start <= int(ordinal) < end:
         return error(404, "no such recipient in this committee", "ordinal")
-    return web.json_response(await timeline(request.app[REDIS], request.app[CTX].keys, alert, int(ordinal)))
+    story = await timeline(client, ctx.keys, alert, int(ordinal))
+    if "text/html" not in request.headers.get("Accept", ""):
+        return web.json_response(story)
+    (rid,) = await read_rids(client, ctx.keys, alert.id, [int(ordinal)])
+    resident = (await load_residents(client, ctx.keys, [rid])).get(rid)
+    names = await area_names(client, ctx.keys, [resident.place] if resident else [])
+    asked = await client.zscore(ctx.keys.help_asked(alert.id), ordinal)
+    show = display(ctx.settings)
+    lang = _language(request)
+    return page(
+        "timeline.html",
+        lang=lang,
+        words=WORDS[lang],
+        token=request.match_info["token"],
+        level=alert.level.value,
+        exercise=alert.exercise,
+        about=heading_of(alert, show, lang),
+        show=show,
+        resident=resident,
+        place=names.get(resident.place, resident.place) if resident else "",
+        events=story_events(story, show, asked),
+    )
+
+
+def story_events(story: dict[str, Any], show: Display, asked: float | None) -> list[tuple[str, str, str]]:
+    """(local time, what happened, how) in the order it happened, for a person to read."""
+    events: list[tuple[str, str, str]] = []
+    if story["sent_at"]:
+        events.append((story["sent_at"], "已发送 Sent", ""))
+    if story["delivered_at"]:
+        events.append((story["delivered_at"], "已送达 Delivered", show.channel(story["delivered_by"] or "")))
+    if story["confirmed_at"]:
+        events.append((story["confirmed_at"], "已确认 Confirmed", show.method(story["confirmed_by"])))
+    if asked:
+        events.append((show.epoch(asked).isoformat(), "求助 Asked for help", ""))
+    outcome = story.get("outcome") or {}
+    if outcome.get("at"):
+        events.append((outcome["at"], "志愿者记录 Volunteer recorded", show.outcome(outcome.get("outcome"))))
+    events.sort(key=lambda e: datetime.fromisoformat(e[0]))
+    shown = [(show.time(at, "%m-%d %H:%M:%S"), what, how) for at, what, how in events]
+    failed = [channel for channel, states in story["channels"].items() if "failed" in states]
+    if failed:
+        how = "、".join(show.channel(c) for c in failed)
+        shown.append(("", "发送失败 Failed", how + (f" · code {story['last_error']}" if story["last_error"] else "")))
+    if not shown:
+        shown.append(("", "尚未发送 Not sent yet", ""))
+    return shown
 
 
 def add_routes(app: web.Application) -> None:

@@ -188,6 +188,11 @@ class Inbox:
             issued_at = alert.issued_at or alert.created_at
             ledger = Ledger(self.client, self.keys, alert_id)
             new_cases: list[int] = []
+            if kind is EventKind.needs_help:
+                # When each first asked, so the duty room sees the newest calls for help first.
+                asked = self.keys.help_asked(alert_id)
+                await self.client.zadd(asked, {str(o): now.timestamp() for o, _ in pairs}, nx=True)
+                await self.client.expire(asked, ALERT_RETENTION_SECONDS)
             if kind is EventKind.needs_help and method is not AckMethod.volunteer:
                 known = await ledger.bits("needs_help", [o for o, _ in pairs])
                 new_cases = [o for (o, _), seen in zip(pairs, known, strict=True) if not seen]

@@ -62,6 +62,10 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:{id}:outcomes        hash   ordinal -> JSON {outcome, volunteer, at, request}: door-to-door results
     {ns}:alert:{id}:replies         stream replies we could not read as yes or help {ordinal, body, at}, capped
     {ns}:alert:{id}:reply-ids       set    provider message ids of those replies, so a replayed one counts once
+    {ns}:alert:{id}:help:asked      zset   ordinal of each resident who asked for help, scored by when they
+                                           first asked (epoch seconds): the console lists them newest first
+    {ns}:alert:{id}:help:handling   hash   ordinal -> JSON {state: "assigned"|"handled", assignee, note, by, at}:
+                                           what the duty room did about a help request (audited as "help_case")
 
 Console (users and their credentials; tokens are stored only as SHA-256 digests)
     {ns}:users                      hash   user name -> user JSON (role, areas, argon2 password hash, disabled)
@@ -242,6 +246,12 @@ class Keys:
 
     def reply_ids(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:reply-ids"
+
+    def help_asked(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:help:asked"
+
+    def help_handling(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:help:handling"
 
     def alert_keys(self, alert_id: str) -> str:
         """A pattern matching every key of one alert (for retention and tests)."""

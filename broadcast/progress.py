@@ -7,11 +7,13 @@ are contiguous ordinal ranges, so a district's figure is the sum of its committe
 from __future__ import annotations
 
 import json
+import struct
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio
 
-from broadcast.keys import Keys, as_text
+from broadcast.keys import Keys, as_bytes, as_text
 from broadcast.ledger import roster_index
 from broadcast.models import Alert
 
@@ -127,3 +129,50 @@ async def alert_progress(
 
         document["screens"] = await screen_progress(client, keys, alert.id, counts)
     return document
+
+
+CURVE_SLOTS_READ = 200_000  # recipients' time slots read at most for one curve
+CURVE_BLOCK = 4_096  # recipients per read; a larger roster is sampled in evenly spaced blocks
+CURVE_POINTS = 240  # at most this many time steps
+
+
+async def confirmation_curve(
+    client: redis.asyncio.Redis, keys: Keys, alert: Alert, size: int, now: datetime
+) -> dict[str, Any]:
+    """Sent, delivered and confirmed people against minutes since issue, counted from the
+    recipients' time slots (first sent / delivered / acknowledged). A roster larger than
+    ``CURVE_SLOTS_READ`` is read in evenly spaced blocks and scaled up (``sampled``)."""
+    issued = alert.issued_at or alert.created_at
+    span = max(1, int((now - issued).total_seconds()))  # seconds since issue
+    step = max(10, -(-span // CURVE_POINTS))  # seconds a point stands for: 10 s at least
+    points = -(-span // step)
+    columns = {"sent": [0] * points, "delivered": [0] * points, "confirmed": [0] * points}
+    blocks = [(start, min(size, start + CURVE_BLOCK)) for start in range(0, size, CURVE_BLOCK)]
+    sampled = size > CURVE_SLOTS_READ
+    if sampled:
+        wanted = CURVE_SLOTS_READ // CURVE_BLOCK
+        blocks = [blocks[i * len(blocks) // wanted] for i in range(wanted)]
+    read = 0
+    for start, end in blocks:
+        raw = as_bytes(await client.getrange(keys.slots(alert.id), start * 16, end * 16 - 1)).ljust(
+            (end - start) * 16, b"\0"
+        )
+        read += end - start
+        for sent, delivered, confirmed in struct.iter_unpack(">III4x", raw):
+            for name, value in (("sent", sent), ("delivered", delivered), ("confirmed", confirmed)):
+                if value:
+                    columns[name][min(points - 1, (value - 1) // step)] += 1
+    scale = size / read if sampled and read else 1.0
+    curve: dict[str, Any] = {
+        # Each point is the count at the end of its step, from zero at issue.
+        "minutes": [0.0] + [round(min(span, (i + 1) * step) / 60, 2) for i in range(points)],
+        "sampled": sampled,
+        "step_seconds": step,
+    }
+    for name, counts in columns.items():
+        total, series = 0, [0]
+        for count in counts:
+            total += count
+            series.append(round(total * scale))
+        curve[name] = series
+    return curve

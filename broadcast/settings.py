@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     secret_key: SecretStr | None = None  # signs links and tokens; generated under data_dir when unset
     max_body_bytes: int = 256 * 1024  # fits a target of 5,000 areas and 5,000 exclusions
+    # The zone of every time a person reads on a page or in an export (storage stays UTC).
+    timezone: str = "Asia/Shanghai"
 
     # Providers without credentials are played by the local simulators at this address.
     simulator_url: str = "http://127.0.0.1:8081"
@@ -108,6 +111,15 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai") from exc
+        return value
+
     @field_validator("link_base")
     @classmethod
     def _link_base_without_slash(cls, value: str | None) -> str | None:
@@ -119,6 +131,11 @@ class Settings(BaseSettings):
         if "public_url" not in self.model_fields_set:
             self.public_url = f"http://{self.host}:{self.port}"
         return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone people read times in (``timezone``)."""
+        return ZoneInfo(self.timezone)
 
     @property
     def twilio_configured(self) -> bool:

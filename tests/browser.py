@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+AXE = Path(__file__).resolve().parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
+CONSOLE_SIZE = {"width": 1366, "height": 768}  # a duty room's laptop
+PHONE_SIZE = {"width": 390, "height": 844}  # a volunteer's or resident's phone
+SERIOUS = ("serious", "critical")
 
 
 @contextmanager
@@ -56,3 +61,44 @@ def sign_in(page: Page, base: str, name: str, password: str = PASSWORD) -> None:
 def sign_out(page: Page) -> None:
     page.get_by_role("button", name="退出 Sign out").click()
     expect(page.get_by_role("button", name="登录 Sign in")).to_be_visible()
+
+
+def axe_violations(page: Page) -> list[dict[str, object]]:
+    """Run axe-core (pinned in tests/js/package-lock.json) on the page as it is now."""
+    if not AXE.exists():
+        pytest.fail(f"axe-core is not installed at {AXE}; run `make browser` (npm ci --prefix tests/js)")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        # Evaluated through the debugging protocol, which the page's script-src policy does not govern.
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return list(result["violations"])
+
+
+def assert_accessible(page: Page, name: str) -> None:
+    """No serious or critical axe-core violation on the page; every page's result is kept in
+    tests/artifacts/axe/ for the record."""
+    violations = axe_violations(page)
+    ARTIFACTS.joinpath("axe").mkdir(parents=True, exist_ok=True)
+    summary = [
+        {"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"]), "help": v["help"]}  # type: ignore[arg-type]
+        for v in violations
+    ]
+    (ARTIFACTS / "axe" / f"{name}.json").write_text(json.dumps({"url": page.url, "violations": summary}, indent=1))
+    bad = [v for v in violations if v["impact"] in SERIOUS]
+    details = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"  # type: ignore[index,union-attr]
+        for v in bad
+    ]
+    assert not bad, f"{name}: serious or critical accessibility problems:\n" + "\n".join(details)
+
+
+def check_page(page: Page, name: str) -> None:
+    """Scan the page with axe-core, and keep screenshots of it at the console's and a phone's size."""
+    before = page.viewport_size
+    assert_accessible(page, name)
+    ARTIFACTS.mkdir(exist_ok=True)
+    for label, size in (("1366x768", CONSOLE_SIZE), ("390x844", PHONE_SIZE)):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    if before:
+        page.set_viewport_size(before)

@@ -123,15 +123,15 @@ def test_a_provider_at_capacity_gets_everyone_once_and_nobody_waits_for_a_later_
     ctx: Context, population: Population, stack: Stack
 ) -> None:
     stack.sim.capacity = Capacity(300.0, queue_seconds=0.03)  # 300 a second; refuses what it cannot send now
+    # However slow this machine, the provider refuses: its first 30 creates are answered 429.
+    stack.sim.behaviour.inject = [429] * 30
     alert = issue(ctx, [STREET])
-    started = asyncio.run(_now())
     drain(ctx)
-    elapsed = asyncio.run(_now()) - started
-    assert stack.sim.rejected[20429] > 0, "the provider refused some: the test proves something"
+    assert stack.sim.rejected[20429] >= 30, "the provider refused some: the test proves something"
     assert texts_to(stack.sim, population) == {r.phone: 1 for r in population.residents}, "everyone once"
     totals = progress(ctx, alert.id)["totals"]
+    # "retried" counts messages put off to a later batch: throttled ones went again in their lanes instead.
     assert (totals["sent"], totals["retried"], totals["possible_duplicates"]) == (600, 0, 0)
-    assert elapsed < 600 / 300 + 3, f"throttled messages were sent again in their lanes, not later: {elapsed:.1f} s"
 
 
 def test_a_batch_gives_back_the_rate_it_took_and_did_not_spend(ctx: Context) -> None:

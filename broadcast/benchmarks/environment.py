@@ -172,9 +172,14 @@ class BenchEnvironment:
         return process
 
     @contextmanager
-    def simulator(self, capacity: float = 0.0, queue_seconds: float | None = None) -> Iterator[Simulator]:
-        """The Twilio simulator in a process of its own on the run's simulator port: no callbacks, no replies."""
+    def simulator(
+        self, capacity: float = 0.0, queue_seconds: float | None = None, refuse_first: int = 0
+    ) -> Iterator[Simulator]:
+        """The Twilio simulator in a process of its own on the run's simulator port: no callbacks, no replies;
+        ``refuse_first`` creates are answered 429 whatever the capacity."""
         argv = [sys.executable, "-m", "broadcast.benchmarks.simulator", "--port", str(self.sim_port)]
+        if refuse_first:
+            argv += ["--refuse-first", str(refuse_first)]
         if capacity:
             argv += ["--capacity", str(capacity)]
         if queue_seconds is not None:

@@ -108,7 +108,9 @@ def run_capacity(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     retire_citywide(env)
     capacity, wanted = args.capacity, args.capacity_messages
     queueing = _at_capacity(env, capacity, wanted, queue_seconds=None)
-    refusing = _at_capacity(env, capacity, wanted // 2, queue_seconds=REFUSING_QUEUE_SECONDS)
+    refusing = _at_capacity(
+        env, capacity, wanted // 2, queue_seconds=REFUSING_QUEUE_SECONDS, refuse_first=args.refuse_first
+    )
     figures = {
         "seconds_to_last_message": Figure(
             queueing["seconds"],
@@ -143,10 +145,13 @@ def run_capacity(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _at_capacity(env: BenchEnvironment, capacity: float, wanted: int, queue_seconds: float | None) -> dict[str, Any]:
-    """Issue an alert of about ``wanted`` people and send it with four workers to a provider of ``capacity``."""
+def _at_capacity(
+    env: BenchEnvironment, capacity: float, wanted: int, queue_seconds: float | None, refuse_first: int = 0
+) -> dict[str, Any]:
+    """Issue an alert of about ``wanted`` people and send it with four workers to a provider of ``capacity``
+    (which also refuses its first ``refuse_first`` creates)."""
     bctx = env.context()
-    with env.simulator(capacity=capacity, queue_seconds=queue_seconds) as sim:
+    with env.simulator(capacity=capacity, queue_seconds=queue_seconds, refuse_first=refuse_first) as sim:
         sim.reset()
         started_at = time.time()
         alert = issue(bctx, areas_of_size(bctx, wanted))

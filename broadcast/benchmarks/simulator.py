@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook", help="the inbound SMS webhook (replies); none by default")
     parser.add_argument("--callbacks", action="store_true", help="post status callbacks")
     parser.add_argument("--reply-share", type=float, default=0.0)
+    parser.add_argument("--refuse-first", type=int, default=0, help="answer the first N creates 429 (error 20429)")
     args = parser.parse_args(argv)
     behaviour = TwilioBehaviour(
         reply_share=args.reply_share,
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_messages=False,
         capacity=args.capacity,
         capacity_queue_seconds=args.queue_seconds,
+        inject=[429] * args.refuse_first,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, behaviour, args.webhook))

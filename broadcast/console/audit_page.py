@@ -9,10 +9,22 @@ from aiohttp import web
 from broadcast.console.access import Permission, require
 from broadcast.console.audit_log import AuditReader, as_csv, is_entry_id
 from broadcast.console.guard import principal
-from broadcast.console.render import console_page
+from broadcast.console.render import console_page, names_of
 from broadcast.web import CTX
 
 PAGE_SIZE = 100
+DETAIL_NAMES = {
+    "level": "级别 level",
+    "event": "类型 event",
+    "areas": "区域 areas",
+    "exercise": "演练 drill",
+    "state": "状态 state",
+    "assignee": "指派给 assigned to",
+    "note": "备注 note",
+    "ordinal": "居民序号 resident",
+    "msg_type": "类别 type",
+    "references": "针对 about",
+}
 
 
 async def show_audit(request: web.Request) -> web.Response:
@@ -23,7 +35,15 @@ async def show_audit(request: web.Request) -> web.Response:
         before = None
     entries = await asyncio.to_thread(AuditReader(ctx.redis, ctx.keys, user).page, PAGE_SIZE, before, None)
     older = entries[-1].id if len(entries) == PAGE_SIZE else None
-    return console_page(request, "console/audit.html", entries=entries, older=older)
+    codes = [code for entry in entries for code in entry.detail.get("areas", []) if isinstance(code, str)]
+    return console_page(
+        request,
+        "console/audit.html",
+        names=await names_of(request, codes),
+        entries=entries,
+        older=older,
+        detail_names=DETAIL_NAMES,
+    )
 
 
 async def export_audit(request: web.Request) -> web.Response:

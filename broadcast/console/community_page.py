@@ -11,17 +11,24 @@ from aiohttp import web
 from audiences.areas import AreaLevel, AreaTree
 from audiences.volunteers import Volunteer
 from broadcast.console.access import scoped_progress
-from broadcast.console.alert_list import visible_alerts
+from broadcast.console.alert_list import all_sent, visible_alerts
 from broadcast.console.guard import principal
 from broadcast.console.render import console_page
 from broadcast.console.users import Role, User
 from broadcast.context import Context
 from broadcast.keys import as_bytes, as_text
 from broadcast.models import Alert
+from broadcast.pages.display import display
 from broadcast.progress import alert_progress
 from broadcast.web import CTX, REDIS
 
 ALERTS_SHOWN = 5
+VOLUNTEER_ROLES = {
+    "grid_worker": "网格员 grid worker",
+    "building_leader": "楼组长 building leader",
+    "community_worker": "居委社工 community worker",
+    "volunteer": "志愿者 volunteer",
+}
 
 
 def bits_set(raw: bytes, base_byte: int, start: int, end: int) -> int:
@@ -57,7 +64,10 @@ def grid_rows(ctx: Context, tree: AreaTree, alert: Alert, community: str) -> lis
                 "acknowledged": counts["acknowledged"],
                 "needs_help": counts["needs_help"],
                 "unconfirmed": end - start - counts["acknowledged"],
-                "volunteers": [f"{v.name}（{v.role.value}）{v.phone}" for v in volunteers],
+                "volunteers": [
+                    {"name": v.name, "role": VOLUNTEER_ROLES.get(v.role.name, v.role.value), "phone": v.phone}
+                    for v in volunteers
+                ],
             }
         )
     return rows
@@ -67,6 +77,8 @@ async def community_view(request: web.Request, user: User) -> list[dict[str, Any
     ctx = request.app[CTX]
     tree = await asyncio.to_thread(AreaTree.current, ctx.redis, ctx.keys)
     shown = (await asyncio.to_thread(visible_alerts, ctx.redis, ctx.keys, user))[:ALERTS_SHOWN]
+    sent = await asyncio.to_thread(all_sent, ctx.redis, ctx.keys, shown)
+    show, now = display(ctx.settings), ctx.clock.now()
     cards = []
     for alert in shown:
         progress = scoped_progress(user, await alert_progress(request.app[REDIS], ctx.keys, alert))
@@ -74,7 +86,9 @@ async def community_view(request: web.Request, user: User) -> list[dict[str, Any
             {**row, "grids": await asyncio.to_thread(grid_rows, ctx, tree, alert, row["code"])}
             for row in progress["areas"]["community"]
         ]
-        cards.append({"alert": alert, "committees": committees})
+        cards.append(
+            {"alert": alert, "committees": committees, "phase": show.phase(alert, now, sent.get(alert.id, False))}
+        )
     return cards
 
 

@@ -10,13 +10,13 @@ from aiohttp import web
 from audiences.volunteers import Volunteer
 from broadcast.console.access import Permission, may, touches
 from broadcast.console.actions import LIVE
-from broadcast.console.alert_list import recent_alerts, visible_alerts
-from broadcast.console.alert_page import STATUS_NAMES
+from broadcast.console.alert_list import all_sent, recent_alerts, visible_alerts
 from broadcast.console.guard import principal
-from broadcast.console.render import console_page
+from broadcast.console.render import console_page, names_of
 from broadcast.console.users import Role, User
 from broadcast.context import Context
-from broadcast.models import Alert, AlertStatus
+from broadcast.models import Alert
+from broadcast.pages.display import display
 from broadcast.tokens import volunteer_token
 from broadcast.web import CTX
 
@@ -46,13 +46,19 @@ async def home(request: web.Request) -> web.Response:
         volunteer, links = await asyncio.to_thread(work_lists, ctx, user)
         return console_page(request, "console/volunteer.html", volunteer=volunteer, links=links)
     shown = await asyncio.to_thread(visible_alerts, ctx.redis, ctx.keys, user)
+    sent = await asyncio.to_thread(all_sent, ctx.redis, ctx.keys, [a for a in shown if a.status in LIVE])
+    now = ctx.clock.now()
+    names = await names_of(request, [code for alert in shown for code in alert.target.areas])
+    show = display(ctx.settings, names)
+    rows = [(alert, show.phase(alert, now, sent.get(alert.id, False))) for alert in shown]
+    # A warning in force is one that still asks something of people: not a cancellation, not finished.
     return console_page(
         request,
         "console/home.html",
-        pending=[a for a in shown if a.status is AlertStatus.pending_approval],
-        live=[a for a in shown if a.status in LIVE],
-        past=[a for a in shown if a.status is not AlertStatus.pending_approval and a.status not in LIVE][:30],
-        status_names=STATUS_NAMES,
+        names=names,
+        pending=[(a, p) for a, p in rows if p.key == "pending"],
+        live=[(a, p) for a, p in rows if p.key in ("live", "sent")],
+        past=[(a, p) for a, p in rows if p.key not in ("pending", "live", "sent")][:30],
         can_compose=may(user, Permission.compose),
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcast.console.access import scoped_progress
+from broadcast.console.access import outside, scoped_progress
 from broadcast.console.alerts_api import visible_alert
 from broadcast.console.guard import identify, principal
 from broadcast.console.help_cases import help_cases
@@ -34,11 +34,22 @@ STOPPING = web.AppKey("progress_streams_stopping", asyncio.Event)
 
 
 async def snapshot(request: web.Request, alert: Alert, user: User) -> dict[str, Any]:
-    """The alert's progress as ``user`` may see it, with the needs-help cases among it."""
+    """The alert's progress as ``user`` may see it, with the requests for help among it (newest first)."""
     ctx, client = request.app[CTX], request.app[REDIS]
     progress = scoped_progress(user, await alert_progress(client, ctx.keys, alert))
-    progress["needs_help_cases"] = await help_cases(client, ctx.keys, alert.id, progress["areas"]["community"])
+    progress["help"] = await help_cases(
+        client,
+        ctx.keys,
+        alert.id,
+        progress["areas"]["community"],
+        everywhere=not outside(user, alert.target.areas),
+    )
     return progress
+
+
+def stamped(body: str, now: str) -> str:
+    """A progress document (JSON text) with the server's clock added, once it is known to have changed."""
+    return body[:-1] + f', "now": "{now}"}}'
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -65,7 +76,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 break
             body = json.dumps(await snapshot(request, alert, user), ensure_ascii=False)
             if body != last:
-                await response.write(f"event: progress\ndata: {body}\n\n".encode())
+                data = stamped(body, ctx.clock.now().isoformat())
+                await response.write(f"event: progress\ndata: {data}\n\n".encode())
                 last, quiet = body, 0.0
             elif quiet >= KEEPALIVE_SECONDS:
                 await response.write(b": still here\n\n")

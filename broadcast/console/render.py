@@ -3,12 +3,16 @@ that keep pages out of frames and scripts to the service's own."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from broadcast.console.access import Permission, may
+from broadcast.escalation import area_names
 from broadcast.pages import page
+from broadcast.pages.display import display
+from broadcast.web import CTX, REDIS
 
 # Scripts come only from the service itself; styles are inline in the layout.
 CONTENT_SECURITY_POLICY = (
@@ -35,11 +39,21 @@ def navigation(request: web.Request) -> list[tuple[str, str]]:
     return links
 
 
-def console_page(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
-    """A console page with the signed-in user, their navigation and their CSRF token."""
+async def names_of(request: web.Request, codes: Iterable[str]) -> dict[str, str]:
+    """The names of these areas (buildings and grids included), for pages that show codes as names."""
+    wanted = sorted({code for code in codes if code})
+    return await area_names(request.app[REDIS], request.app[CTX].keys, wanted) if wanted else {}
+
+
+def console_page(
+    request: web.Request, name: str, status: int = 200, names: Mapping[str, str] | None = None, **context: Any
+) -> web.Response:
+    """A console page with the signed-in user, their navigation, their CSRF token, and the display
+    (local times, area ``names``, events and levels in Chinese and English)."""
     from broadcast.console.guard import PRINCIPAL
 
     found = request.get(PRINCIPAL)
+    ctx = request.app[CTX]
     response = page(
         name,
         status=status,
@@ -47,6 +61,8 @@ def console_page(request: web.Request, name: str, status: int = 200, **context: 
         me=found.user if found else None,
         csrf=found.session.csrf if found and found.session else "",
         nav=navigation(request),
+        show=display(ctx.settings, names),
+        now=ctx.clock.now(),
         **context,
     )
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -10,7 +10,7 @@ from aiohttp import web
 from broadcast.alerts import audit
 from broadcast.console.access import Permission, require
 from broadcast.console.guard import principal
-from broadcast.console.render import console_page, message_page
+from broadcast.console.render import console_page, message_page, names_of
 from broadcast.console.users import list_users, load_user, store_user, with_disabled
 from broadcast.web import CTX
 
@@ -19,7 +19,8 @@ async def show_users(request: web.Request) -> web.Response:
     ctx, user = request.app[CTX], principal(request).user
     require(user, Permission.manage_users)
     users = await asyncio.to_thread(list_users, ctx.redis, ctx.keys)
-    return console_page(request, "console/users.html", users=users)
+    names = await names_of(request, [code for account in users for code in account.areas])
+    return console_page(request, "console/users.html", names=names, users=users)
 
 
 async def set_disabled(request: web.Request) -> web.Response:

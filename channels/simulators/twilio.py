@@ -207,8 +207,8 @@ class TwilioSimulator(SimulatedProvider):
                 if injected == "timeout":
                     await asyncio.sleep(HANG_SECONDS)
                 if injected == 429:
-                    return twilio_error(429, 20429, "Too Many Requests")
-                return twilio_error(int(injected), 20500, "Internal Server Error")
+                    return self._reject(429, 20429, "Too Many Requests")
+                return self._reject(int(injected), 20500, "Internal Server Error")
             if metered and self.capacity is not None:
                 wait = self.capacity.admit(time.monotonic())
                 if wait is None:

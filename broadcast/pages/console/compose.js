@@ -55,14 +55,17 @@
   }
   function choose(code, name) {
     if (chosenCodes().includes(code)) return;
-    const chip = el("span", name + " " + code + " ");
+    const chip = el("span", name + " ");
     chip.dataset.code = code;
+    chip.title = code;
+    chip.append(el("small", code, "code"));
     const input = el("input");
     input.type = "hidden";
     input.name = "area";
     input.value = code;
     const remove = el("button", "✕", "remove");
     remove.type = "button";
+    remove.setAttribute("aria-label", "移除 Remove " + name);
     chip.append(input, remove);
     chosen.append(chip);
     changed();
@@ -83,7 +86,8 @@
       expand.type = "button";
       item.append(expand);
     }
-    item.append(document.createTextNode(area.name + " " + area.code + " "));
+    item.append(document.createTextNode(area.name + " "));
+    item.append(el("small", area.code, "code"), document.createTextNode(" "));
     const add = el("button", "添加 Add", "add");
     add.type = "button";
     item.append(add);
@@ -118,6 +122,12 @@
     if (!item) return;
     if (event.target.classList.contains("add")) {
       choose(item.dataset.code, item.dataset.name || item.firstChild.textContent.trim());
+      if (results.contains(item)) {
+        // Chosen: the search is done; clear it for the next area.
+        results.replaceChildren();
+        search.value = "";
+        search.focus();
+      }
     } else if (event.target.classList.contains("expand")) {
       expandTree(item, event.target);
     }
@@ -184,6 +194,7 @@
     }
     const total = el("p", "共 " + counts.targeted.toLocaleString() + " 人 · " + counts.targeted.toLocaleString() + " people", "big");
     total.id = "reach-count";
+    document.getElementById("reach-mini").textContent = "将发送给 " + counts.targeted.toLocaleString() + " 人 · reaches " + counts.targeted.toLocaleString() + " people";
     const channels = el("p");
     for (const [name, count] of Object.entries(counts.channels)) {
       channels.append(el("span", (channelNames[name] || name) + ": " + count.toLocaleString() + "　"));
@@ -192,9 +203,10 @@
     reach.replaceChildren(total, channels, table);
   }
 
-  function showMessages(preview) {
+  function showMessages(preview, ticked) {
     messages.replaceChildren();
     for (const [channel, byLanguage] of Object.entries(preview.messages)) {
+      if (!ticked.includes(channel)) continue; // residents get only the ticked channels
       for (const [language, message] of Object.entries(byLanguage)) {
         const card = el("div", null, "card");
         let cost = "";
@@ -211,6 +223,30 @@
     }
   }
 
+  // A parameter problem is shown beside its field, in Chinese with the English beside.
+  function markFields(problems) {
+    for (const note of form.querySelectorAll(".field-error.live")) note.remove();
+    for (const input of form.querySelectorAll("fieldset.params input[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+    let marked = 0;
+    for (const message of problems) {
+      const found = /parameter (\w+)/.exec(message);
+      if (!found) continue;
+      const input = form.querySelector("fieldset.params:not([hidden]) input[data-key='" + found[1] + "']");
+      if (!input) continue;
+      const words = message.includes("needs parameter") ? "必填" : message.includes("characters long") ? "太长，消息放不下" : "格式不对";
+      const note = el("p", "⚠ " + words + " · " + message, "field-error live");
+      note.id = "live-err-" + found[1];
+      input.before(note);
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", note.id);
+      marked += 1;
+    }
+    return marked;
+  }
+
   let previewTimer = null;
   let generation = 0;
   function changed() {
@@ -225,19 +261,29 @@
       problem.textContent = !body.level ? "请选择级别 Choose a level" : "请选择区域 Choose at least one area";
       return;
     }
-    try {
-      const [preview, counts] = await Promise.all([
-        api("/api/v1/alerts/preview", { ...body, composed_by: composer }),
-        api("/api/v1/targets/preview", { ...body.target, channels: body.channels, level: body.level }),
-      ]);
-      if (mine !== generation) return;
+    // Who it reaches and what it says are asked for separately: a parameter still missing does not
+    // hide how many people the areas hold.
+    const [wording, people] = await Promise.allSettled([
+      api("/api/v1/alerts/preview", { ...body, composed_by: composer }),
+      api("/api/v1/targets/preview", { ...body.target, channels: body.channels, level: body.level }),
+    ]);
+    if (mine !== generation) return;
+    if (people.status === "fulfilled") showReach(people.value);
+    if (wording.status === "fulfilled") {
       problem.hidden = true;
-      showMessages(preview);
-      showReach(counts);
-    } catch (error) {
-      if (mine !== generation) return;
+      markFields([]);
+      showMessages(wording.value, body.channels);
+    } else {
+      const error = wording.reason || {};
       problem.hidden = false;
-      problem.textContent = (error.field ? error.field + ": " : "") + error.message;
+      const marked = markFields(error.field === "params" ? String(error.message).split("; ") : []);
+      problem.textContent = marked
+        ? "请修改标出的参数 Please correct the marked parameters"
+        : (error.field ? error.field + ": " : "") + error.message;
+    }
+    if (people.status === "rejected" && wording.status === "fulfilled") {
+      problem.hidden = false;
+      problem.textContent = people.reason.message;
     }
   }
   form.addEventListener("change", changed);
