@@ -12,6 +12,8 @@ from audiences.census import area_report
 from audiences.preview import preview
 from audiences.residents import PERSONAL_CHANNELS
 from audiences.targeting import TargetError
+from broadcast.console.access import Permission, covers, require, require_areas
+from broadcast.console.guard import principal
 from broadcast.models import ChannelKind, Level, Target
 from broadcast.web import CTX, error, read_model
 
@@ -32,17 +34,23 @@ async def area_stats(request: web.Request) -> web.Response:
 
 
 async def get_area(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
+    """An area's census, for areas inside the caller's own (a committee's people are its own business)."""
+    ctx, user = request.app[CTX], principal(request).user
     code = request.match_info["code"]
     tree = await asyncio.to_thread(AreaTree.current, ctx.redis, ctx.keys)
     if code not in tree:
         return error(404, f"unknown area code {code}", "code")
+    if not covers(user, code):
+        return error(403, f"area {code} is outside your areas", "code")
     return web.json_response(await asyncio.to_thread(area_report, ctx.redis, ctx.keys, tree, code))
 
 
 async def preview_target(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
+    """Who a target reaches: for those who may compose or approve, inside their own areas."""
+    ctx, user = request.app[CTX], principal(request).user
+    require(user, Permission.preview)
     body: PreviewRequest = await read_model(request, PreviewRequest)
+    require_areas(user, body.areas, "areas")
     tree = await asyncio.to_thread(AreaTree.current, ctx.redis, ctx.keys)
     target = Target(areas=body.areas, groups=body.groups, exclude=body.exclude)
     try:

@@ -26,6 +26,7 @@ class ImportReport:
     updated: int = 0
     removed: int = 0
     dry_run: bool = False
+    encoding: str = "utf-8"  # how the file was read
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +94,7 @@ class FileCheck:
 
     def report(self, kind: str, stored: Sequence[object], dry_run: bool) -> ImportReport:
         """A report counting as updated the items already stored (non-None in ``stored``), the rest as new."""
-        report = ImportReport(kind, len(self.table.rows), dry_run=dry_run)
+        report = ImportReport(kind, len(self.table.rows), dry_run=dry_run, encoding=self.table.encoding)
         report.updated = sum(1 for item in stored if item is not None)
         report.created = len(stored) - report.updated
         return report

@@ -13,6 +13,7 @@ from audiences.areas import BUNDLED_DIVISIONS, AreaFileError, AreaTree, read_div
 from audiences.census import area_report, describe
 from audiences.csvfile import ImportRejected
 from audiences.groups import DERIVED_GROUPS, custom_groups
+from audiences.import_journal import describe_unfinished, unfinished_imports
 from audiences.importers import (
     ImportReport,
     import_buildings,
@@ -30,6 +31,7 @@ from broadcast.context import Context
 from broadcast.models import ChannelKind, Level, Target
 
 CITY = "310000000000"
+ENCODING_HELP = "the file's encoding when it is not UTF-8, GB18030 or UTF-16 with its BOM (e.g. big5, shift_jis)"
 
 
 def _print(data: Any, as_json: bool) -> None:
@@ -86,8 +88,9 @@ def cmd_areas_stats(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_areas_show(ctx: Context, args: argparse.Namespace) -> int:
     report = area_report(ctx.redis, ctx.keys, _tree(ctx), args.code)
+    unfinished = unfinished_imports(ctx.redis, ctx.keys)
     if args.json:
-        _print(report, True)
+        _print({**report, "interrupted_imports": unfinished}, True)
         return 0
     chain = " › ".join(a["name"] for a in [*report["parents"], report["area"]])
     print(f"{chain} ({report['area']['code']}, {report['area']['kind']})")
@@ -97,6 +100,8 @@ def cmd_areas_show(ctx: Context, args: argparse.Namespace) -> int:
     )
     for child in report["children"]:
         print(f"  {child['code']}  {child['name']:<20} {child['residents']:>8}")
+    for entry in unfinished:
+        print(f"warning: {describe_unfinished(entry)}")
     return 0
 
 
@@ -124,17 +129,26 @@ def cmd_seed(ctx: Context, args: argparse.Namespace) -> int:
 def _import(run: Callable[..., ImportReport], **extra: Any) -> Callable[[Context, argparse.Namespace], int]:
     def handler(ctx: Context, args: argparse.Namespace) -> int:
         path = Path(args.file)
+        path.open("rb").close()  # a missing or unreadable file is named before anything else
         options = {name: getattr(args, name) for name in extra}
         report = run(
-            ctx.redis, ctx.keys, _tree(ctx), path.read_bytes(), source=path.name, dry_run=args.dry_run, **options
+            ctx.redis,
+            ctx.keys,
+            _tree(ctx),
+            path,
+            source=path.name,
+            dry_run=args.dry_run,
+            encoding=args.encoding,
+            **options,
         )
         if args.json:
             _print(report.as_dict(), True)
         else:
             verb = "would import" if report.dry_run else "imported"
             print(
-                f"{verb} {report.rows} {report.kind} rows from {path.name}: {report.created} new, "
-                f"{report.updated} updated" + (f", {report.removed} removed" if report.removed else "")
+                f"{verb} {report.rows} {report.kind} rows from {path.name} (read as {report.encoding}): "
+                f"{report.created} new, {report.updated} updated"
+                + (f", {report.removed} removed" if report.removed else "")
             )
         return 0
 
@@ -144,7 +158,14 @@ def _import(run: Callable[..., ImportReport], **extra: Any) -> Callable[[Context
 def cmd_groups_import(ctx: Context, args: argparse.Namespace) -> int:
     path = Path(args.file)
     report = import_group(
-        ctx.redis, ctx.keys, args.name, args.title or "", path.read_bytes(), source=path.name, dry_run=args.dry_run
+        ctx.redis,
+        ctx.keys,
+        args.name,
+        args.title or "",
+        path.read_bytes(),
+        source=path.name,
+        dry_run=args.dry_run,
+        encoding=args.encoding,
     )
     _print(report.as_dict(), args.json)
     return 0
@@ -238,9 +259,10 @@ def register(sub: Any) -> None:
     for name, what, run, extra in importers:
         group = sub.add_parser(name, help=f"{what}").add_subparsers(dest=f"{name}_command", required=True)
         parsers[name] = group
-        imp = group.add_parser("import", help=f"import {what} from CSV (UTF-8 or GB18030); all rows or none")
+        imp = group.add_parser("import", help=f"import {what} from CSV (UTF-8, GB18030 or UTF-16); all rows or none")
         imp.add_argument("file")
         imp.add_argument("--dry-run", action="store_true", help="validate and count, write nothing")
+        imp.add_argument("--encoding", help=ENCODING_HELP)
         imp.add_argument("--json", action="store_true")
         if "replace_community" in extra:
             imp.add_argument(
@@ -266,6 +288,7 @@ def register(sub: Any) -> None:
     gimp.add_argument("file")
     gimp.add_argument("--title")
     gimp.add_argument("--dry-run", action="store_true")
+    gimp.add_argument("--encoding", help=ENCODING_HELP)
     gimp.add_argument("--json", action="store_true")
     gimp.set_defaults(handler=_guarded(cmd_groups_import))
 

@@ -8,14 +8,31 @@ external id or id; it never duplicates anyone.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import itertools
 import re
+from array import array
+from pathlib import Path
 
 import redis
 
 from audiences.areas import Area, AreaLevel, AreaTree, store_areas
 from audiences.checking import FileCheck, ImportReport
-from audiences.csvfile import Columns, ImportRejected, Row, flag, listed, read_rows, word
+from audiences.csvfile import (
+    Columns,
+    CsvFile,
+    CsvSource,
+    ImportRejected,
+    Row,
+    Table,
+    flag,
+    listed,
+    read_rows,
+    word,
+)
 from audiences.groups import DERIVED_GROUPS, CustomGroup, custom_groups, store_custom_group
+from audiences.import_journal import import_journal
 from audiences.key_units import KIND_NAMES_ZH, Contact, KeyUnit, load_key_units, store_key_units
 from audiences.registry import Registry
 from audiences.residents import Resident
@@ -66,77 +83,180 @@ RESIDENT_COLUMNS = Columns(
 )
 
 
-def parse_residents(check: FileCheck, replace_community: str | None = None) -> list[Resident]:
-    """Residents from the file's rows; every problem found goes to ``check``."""
-    residents: list[Resident] = []
-    check.unique("external_id", "external id")
-    for row in check.table.rows:
-        building = row.get("building")
-        tokens = listed(row.get("push_tokens"), str.strip)
-        channels = listed(row.get("channels"))
-        if not channels:  # by default: the app if they have it, then SMS, then a call
-            channels = (["push"] if tokens else []) + (["sms", "voice"] if row.get("phone") else [])
-        values = {
-            "external_id": row.get("external_id"),
-            "name": row.get("name"),
-            "phone": row.get("phone") or None,
-            "language": word(row.get("language") or "zh"),
-            "community": row.get("community") or building[:12],
-            "grid": row.get("grid") or building[:14],
-            "building": building,
-            "room": row.get("room"),
-            "elderly": flag(row.get("elderly")),
-            "elderly_alone": flag(row.get("elderly_alone")),
-            "disability": listed(row.get("disability")),
-            "no_smartphone": flag(row.get("no_smartphone")),
-            "opted_out": flag(row.get("opted_out")),
-            "channels": channels,
-            "push_tokens": tokens,
-        }
-        resident = check.model(Resident, row, values)
-        if resident is None or not check.community(row, resident.community):
+WRITE_CHUNK = 5_000  # rows written to Redis at a time
+
+
+def parse_resident(check: FileCheck, row: Row, replace_community: str | None = None) -> Resident | None:
+    """The resident a row describes, or None with each of its problems recorded against its line."""
+    building = row.get("building")
+    tokens = listed(row.get("push_tokens"), str.strip)
+    channels = listed(row.get("channels"))
+    if not channels:  # by default: the app if they have it, then SMS, then a call
+        channels = (["push"] if tokens else []) + (["sms", "voice"] if row.get("phone") else [])
+    values = {
+        "external_id": row.get("external_id"),
+        "name": row.get("name"),
+        "phone": row.get("phone") or None,
+        "language": word(row.get("language") or "zh"),
+        "community": row.get("community") or building[:12],
+        "grid": row.get("grid") or building[:14],
+        "building": building,
+        "room": row.get("room"),
+        "elderly": flag(row.get("elderly")),
+        "elderly_alone": flag(row.get("elderly_alone")),
+        "disability": listed(row.get("disability")),
+        "no_smartphone": flag(row.get("no_smartphone")),
+        "opted_out": flag(row.get("opted_out")),
+        "channels": channels,
+        "push_tokens": tokens,
+    }
+    resident = check.model(Resident, row, values)
+    if resident is None or not check.community(row, resident.community):
+        return None
+    if not check.area(row, building, AreaLevel.building, "; import buildings first"):
+        return None
+    if replace_community and resident.community != replace_community:
+        check.add(row, f"lives in committee {resident.community}, but the file replaces {replace_community}")
+        return None
+    if resident.elderly_alone and not resident.elderly:
+        resident = resident.model_copy(update={"elderly": True})
+    return resident
+
+
+def _id_digest(external_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(external_id.encode(), digest_size=8).digest(), "big")
+
+
+class _ExternalIds:
+    """The file's external ids as 8-byte digests with their lines: repeats found by sorting, a
+    person looked up by bisection, 12 bytes a row whatever the ids' length."""
+
+    def __init__(self) -> None:
+        self.digests = array("Q")
+        self.lines = array("I")
+
+    def add(self, external_id: str, line: int) -> None:
+        self.digests.append(_id_digest(external_id))
+        self.lines.append(line)
+
+    def seal(self) -> list[tuple[int, int]]:
+        """Sort; the (line, earlier line) of every row whose id's digest an earlier row has."""
+        ordered = array("Q", sorted(self.digests))
+        repeated = {a for a, b in itertools.pairwise(ordered) if a == b}
+        first: dict[int, int] = {}
+        repeats: list[tuple[int, int]] = []
+        for digest, line in zip(self.digests, self.lines, strict=True):
+            if digest in repeated:
+                if digest in first:
+                    repeats.append((line, first[digest]))
+                else:
+                    first[digest] = line
+        self.digests, self.lines = ordered, array("I")
+        return repeats
+
+    def __contains__(self, external_id: str) -> bool:
+        digest = _id_digest(external_id)
+        at = bisect.bisect_left(self.digests, digest)
+        return at < len(self.digests) and self.digests[at] == digest
+
+
+def _check_residents(
+    check: FileCheck, found: CsvFile, registry: Registry, replace_community: str | None
+) -> tuple[_ExternalIds, int, int]:
+    """Pass one: every row checked, nothing kept but the ids; (ids, rows, rows already registered)."""
+    ids = _ExternalIds()
+    rows = updated = 0
+    chunk: list[str] = []
+    for item in found.rows():
+        if isinstance(item, str):
+            check.problems.append(item)
             continue
-        if not check.area(row, building, AreaLevel.building, "; import buildings first"):
-            continue
-        if replace_community and resident.community != replace_community:
-            check.add(row, f"lives in committee {resident.community}, but the file replaces {replace_community}")
-            continue
-        if resident.elderly_alone and not resident.elderly:
-            resident = resident.model_copy(update={"elderly": True})
-        residents.append(resident)
-    return residents
+        rows += 1
+        ids.add(item.get("external_id"), item.line)
+        resident = parse_resident(check, item, replace_community)
+        if resident is not None:
+            chunk.append(resident.external_id)
+        if len(chunk) >= WRITE_CHUNK:
+            updated += sum(1 for rid in registry.rids_of(chunk).values() if rid is not None)
+            chunk = []
+    updated += sum(1 for rid in registry.rids_of(chunk).values() if rid is not None)
+    repeats = ids.seal()
+    if repeats:
+        wanted = {line for pair in repeats for line in pair}
+        value = {r.line: r.get("external_id") for r in found.rows() if isinstance(r, Row) and r.line in wanted}
+        for line, first in repeats:
+            check.problems.append(f"line {line}: external id {value.get(line, '')} already on line {first}")
+    return ids, rows, updated
 
 
 def import_residents(
     client: redis.Redis,
     keys: Keys,
     tree: AreaTree,
-    raw: bytes,
+    raw: bytes | Path,
     *,
     source: str = "residents.csv",
     replace_community: str | None = None,
     dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
-    """Import residents; with ``replace_community``, residents of that committee not in the file leave."""
+    """Import residents; with ``replace_community``, residents of that committee not in the file leave.
+
+    The file is read as a stream, twice: every row is checked first, nothing is written unless all
+    are good; then the records are written a chunk at a time, and the committees' members indexes
+    (what targeting reads) switch to the new registry in one transaction at the end. An import
+    that dies before that switch changes nothing targeting sees, and ``areas show`` says so.
+    """
     if replace_community is not None:
         area = tree.areas.get(replace_community)
         if area is None or area.level is not AreaLevel.community:
             raise ImportRejected(source, [f"--replace-community {replace_community} is not a known committee"])
-    table = read_rows(raw, RESIDENT_COLUMNS, source)
-    check = FileCheck(source, table, tree)
-    residents = parse_residents(check, replace_community)
-    check.finish()
+    found = CsvFile(CsvSource.of(raw, source), RESIDENT_COLUMNS, encoding)
+    check = FileCheck(source, Table([], [], found.encoding_name), tree)
     registry = Registry(client, keys)
-    report = check.report("residents", list(registry.rids_of([r.external_id for r in residents]).values()), dry_run)
-    leaving: list[str] = []
+    ids, rows, updated = _check_residents(check, found, registry, replace_community)
+    check.finish()
+    report = ImportReport("residents", rows, created=rows - updated, updated=updated, dry_run=dry_run)
+    report.encoding = found.encoding_name
+    leaving: dict[str, int] = {}
     if replace_community is not None:
-        listed = {r.external_id for r in residents}
-        leaving = sorted(ext for ext in registry.residents_of(replace_community) if ext not in listed)
+        current = registry.residents_of(replace_community)
+        gone = sorted(ext for ext in current if ext not in ids)
+        leaving = {ext: rid for ext, rid in registry.rids_of(gone).items() if rid is not None}
     report.removed = len(leaving)
-    if not dry_run:
-        registry.upsert(residents)
-        registry.remove(leaving)
+    if dry_run:
+        return report
+    with import_journal(client, keys, "residents", source, rows) as journal:
+        touched: set[str] = set()
+        joining: dict[str, array[int]] = {}
+        batch: list[Resident] = []
+        written = 0
+        for item in found.rows():
+            resident = parse_resident(check, item, replace_community) if isinstance(item, Row) else None
+            if resident is not None:
+                batch.append(resident)
+            if len(batch) >= WRITE_CHUNK:
+                written += _write(registry, batch, touched, joining)
+                journal.progress(written)
+                batch = []
+        written += _write(registry, batch, touched, joining)
+        journal.progress(written)
+        if replace_community is not None:
+            touched.add(replace_community)
+        registry.rebuild_members(touched, joining, leaving=leaving.values())
+        registry.remove(list(leaving))
     return report
+
+
+def _write(registry: Registry, batch: list[Resident], touched: set[str], joining: dict[str, array[int]]) -> int:
+    """Write a chunk's records; note its committees and who joins them (4 bytes a person)."""
+    if not batch:
+        return 0
+    written = registry.write_entries(batch)
+    touched |= written.touched
+    for community, rids in written.joining.items():
+        joining.setdefault(community, array("I")).extend(rids)
+    return len(batch)
 
 
 # Buildings (and the grids they sit in)
@@ -149,10 +269,17 @@ BUILDING_COLUMNS = Columns(
 
 
 def import_buildings(
-    client: redis.Redis, keys: Keys, tree: AreaTree, raw: bytes, *, source: str = "buildings.csv", dry_run: bool = False
+    client: redis.Redis,
+    keys: Keys,
+    tree: AreaTree,
+    raw: bytes | Path,
+    *,
+    source: str = "buildings.csv",
+    dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import buildings by code (committee 12 digits + grid 2 + building 3); unknown grids are created."""
-    table = read_rows(raw, BUILDING_COLUMNS, source)
+    table = read_rows(raw, BUILDING_COLUMNS, source, encoding)
     check = FileCheck(source, table, tree)
     check.unique("code", "building")
     areas: dict[str, Area] = {}
@@ -213,13 +340,14 @@ def import_volunteers(
     client: redis.Redis,
     keys: Keys,
     tree: AreaTree,
-    raw: bytes,
+    raw: bytes | Path,
     *,
     source: str = "volunteers.csv",
     dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import volunteers by id, with the grids and buildings (';'-separated) each covers."""
-    table = read_rows(raw, VOLUNTEER_COLUMNS, source)
+    table = read_rows(raw, VOLUNTEER_COLUMNS, source, encoding)
     check = FileCheck(source, table, tree)
     check.unique("id", "volunteer")
     volunteers: list[Volunteer] = []
@@ -264,10 +392,17 @@ SCREEN_COLUMNS = Columns(
 
 
 def import_screens(
-    client: redis.Redis, keys: Keys, tree: AreaTree, raw: bytes, *, source: str = "screens.csv", dry_run: bool = False
+    client: redis.Redis,
+    keys: Keys,
+    tree: AreaTree,
+    raw: bytes | Path,
+    *,
+    source: str = "screens.csv",
+    dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import screens by id: building, transport (mqtt or http), address (topic or URL), size."""
-    table = read_rows(raw, SCREEN_COLUMNS, source)
+    table = read_rows(raw, SCREEN_COLUMNS, source, encoding)
     check = FileCheck(source, table, tree)
     check.unique("id", "screen")
     check.unique("address", "address")
@@ -306,11 +441,18 @@ _UNIT_FIELDS = ("unit_name", "kind", "community", "grid", "building", "address")
 
 
 def import_key_units(
-    client: redis.Redis, keys: Keys, tree: AreaTree, raw: bytes, *, source: str = "key_units.csv", dry_run: bool = False
+    client: redis.Redis,
+    keys: Keys,
+    tree: AreaTree,
+    raw: bytes | Path,
+    *,
+    source: str = "key_units.csv",
+    dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Import key units by id; each unit's contacts are exactly the rows that name it."""
     kinds = {zh: kind.value for kind, zh in KIND_NAMES_ZH.items()}
-    table = read_rows(raw, KEY_UNIT_COLUMNS, source)
+    table = read_rows(raw, KEY_UNIT_COLUMNS, source, encoding)
     check = FileCheck(source, table, tree)
     first_row: dict[str, Row] = {}
     contacts: dict[str, list[Contact | None]] = {}
@@ -366,17 +508,18 @@ def import_group(
     keys: Keys,
     name: str,
     title: str,
-    raw: bytes,
+    raw: bytes | Path,
     *,
     source: str = "group.csv",
     dry_run: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Create or replace a custom group from a list of external ids (all must be in the registry)."""
     if name in DERIVED_GROUPS:
         raise ImportRejected(source, [f"{name!r} is a derived group; choose another name"])
     existing = custom_groups(client, keys).get(name)
     group = CustomGroup(name=name, title=title or (existing.title if existing else name))
-    table = read_rows(raw, GROUP_COLUMNS, source)
+    table = read_rows(raw, GROUP_COLUMNS, source, encoding)
     check = FileCheck(source, table)
     check.unique("external_id", "external id")
     rids = Registry(client, keys).rids_of([row.get("external_id") for row in table.rows])

@@ -2,7 +2,8 @@
 members index.
 
 Two ways in, one layout. ``upsert`` rebuilds every touched committee's members index from the
-records (what imports need: any committee may already hold people). ``bulk_load`` packs the
+records (what imports need: any committee may already hold people), switching all of them in one
+transaction, so targeting never sees some committees of an import and not others. ``bulk_load`` packs the
 members index straight from the entries it is given whenever the committee had no members before,
 which is what makes seeding a million people a matter of seconds; a committee that already had
 members still goes through the rebuild, so both ways store the same registry.
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -121,6 +123,39 @@ def census_of(profiles: Iterable[int]) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in ("residents", "key_unit_contacts", "volunteers")}
 
 
+@dataclass(frozen=True)
+class PackedMembers:
+    """A committee's members index as stored: the packed entries, its places (JSON) and census (JSON)."""
+
+    members: bytes
+    places: str
+    census: str
+
+
+def pack_members(members: list[tuple[int, Resident, int]]) -> PackedMembers | None:
+    """A committee's (rid, entry, profile) in roster order, packed; None for a committee nobody is in."""
+    if not members:
+        return None
+    ordered = sorted(members, key=lambda m: m[1].sort_key(m[0]))
+    places = sorted({e.place for _, e, _ in ordered})
+    number = {p: i for i, p in enumerate(places)}
+    packed = b"".join(MEMBER.pack(rid, number[e.place], profile) for rid, e, profile in ordered)
+    census = census_of(profile for _, _, profile in ordered)
+    return PackedMembers(packed, json.dumps(places), json.dumps(census))
+
+
+@dataclass(frozen=True)
+class Written:
+    """What ``write_entries`` wrote: new people, each entry's rid and profile, and the committees touched."""
+
+    created: int
+    rids: list[int]
+    profiles: list[int]
+    touched: set[str]  # committees entries joined or left
+    moved_out: set[str]  # committees the updated entries were in before
+    joining: dict[str, set[int]]  # committee -> rids written into it
+
+
 class Registry:
     """Writes registry entries and keeps each committee's members index in roster order."""
 
@@ -177,6 +212,16 @@ class Registry:
         return self._store(entries, direct=True, new=new)
 
     def _store(self, entries: Sequence[Resident], *, direct: bool, new: bool = False) -> dict[str, int]:
+        written = self.write_entries(entries, new=new)
+        packed_directly: set[str] = set()
+        if direct:
+            packed_directly = self._pack_fresh(entries, written)
+        self.rebuild_members(written.touched - packed_directly, written.joining)
+        return {"created": written.created, "updated": len(entries) - written.created}
+
+    def write_entries(self, entries: Sequence[Resident], *, new: bool = False) -> Written:
+        """Write entries' records and indexes by external id, leaving every members index as it is:
+        people new to a committee are not reachable by targeting until ``rebuild_members`` switches."""
         if len({e.external_id for e in entries}) != len(entries):
             raise ValueError("an external id appears twice in one write")
         existing = (
@@ -205,29 +250,29 @@ class Registry:
         profiles = [e.profile() for e in entries]
         old = self.load(rid for rid in existing.values() if rid is not None)
         self._write_records(entries, rids, profiles, old, unshared_phones=new)
-
-        touched = {e.community for e in entries} | {o.community for o in old.values()}
-        packed_directly: set[str] = set()
-        if direct:
-            moved_out = {o.community for o in old.values()}
-            with self.client.pipeline(transaction=False) as pipe:
-                for community in sorted(touched):
-                    pipe.exists(self.keys.members(community))
-                had_members = dict(zip(sorted(touched), pipe.execute(), strict=True))
-            fresh = {c for c in touched if not had_members[c] and c not in moved_out}
-            by_community: dict[str, list[tuple[int, Resident, int]]] = {}
-            for rid, entry, profile in zip(rids, entries, profiles, strict=True):
-                if entry.community in fresh:
-                    by_community.setdefault(entry.community, []).append((rid, entry, profile))
-            with bulk_pipeline(self.client) as pipe:
-                for community, members in by_community.items():
-                    self._write_members(pipe, community, members)
-            packed_directly = set(by_community)
         joining: dict[str, set[int]] = {}
         for rid, entry in zip(rids, entries, strict=True):
             joining.setdefault(entry.community, set()).add(rid)
-        self.rebuild_members(touched - packed_directly, joining)
-        return {"created": created, "updated": len(entries) - created}
+        touched = {e.community for e in entries} | {o.community for o in old.values()}
+        moved_out = {o.community for o in old.values()}
+        return Written(created, rids, profiles, touched, moved_out, joining)
+
+    def _pack_fresh(self, entries: Sequence[Resident], written: Written) -> set[str]:
+        """Pack the members index of committees that had none straight from their entries (seeding)."""
+        touched = sorted(written.touched)
+        with self.client.pipeline(transaction=False) as pipe:
+            for community in touched:
+                pipe.exists(self.keys.members(community))
+            had_members = dict(zip(touched, pipe.execute(), strict=True))
+        fresh = {c for c in touched if not had_members[c] and c not in written.moved_out}
+        by_community: dict[str, list[tuple[int, Resident, int]]] = {}
+        for rid, entry, profile in zip(written.rids, entries, written.profiles, strict=True):
+            if entry.community in fresh:
+                by_community.setdefault(entry.community, []).append((rid, entry, profile))
+        with bulk_pipeline(self.client) as pipe:
+            for community, members in by_community.items():
+                self._write_members(pipe, community, members)
+        return set(by_community)
 
     def _write_records(
         self,
@@ -265,45 +310,63 @@ class Registry:
 
     def _write_members(self, pipe: Any, community: str, members: list[tuple[int, Resident, int]]) -> None:
         """Pack a committee's members index (and its places and census) from its entries."""
+        self._store_packed(pipe, community, pack_members(members))
+
+    def _store_packed(self, pipe: Any, community: str, packed: PackedMembers | None) -> None:
         k = self.keys
-        if not members:
+        if packed is None:
             pipe.delete(k.members(community), k.places(community))
             pipe.srem(k.communities, community)
             pipe.hdel(k.community_counts, community)
             return
-        ordered = sorted(members, key=lambda m: m[1].sort_key(m[0]))
-        places = sorted({e.place for _, e, _ in ordered})
-        number = {p: i for i, p in enumerate(places)}
-        packed = b"".join(MEMBER.pack(rid, number[e.place], profile) for rid, e, profile in ordered)
-        profiles = [profile for _, _, profile in ordered]
-        pipe.set(k.members(community), packed)
-        pipe.set(k.places(community), json.dumps(places))
+        pipe.set(k.members(community), packed.members)
+        pipe.set(k.places(community), packed.places)
         pipe.sadd(k.communities, community)
-        pipe.hset(k.community_counts, community, json.dumps(census_of(profiles)))
+        pipe.hset(k.community_counts, community, packed.census)
 
-    def rebuild_members(self, communities: Iterable[str], joining: dict[str, set[int]] | None = None) -> None:
-        """Recompute each committee's members index from its entries' current records.
+    def rebuild_members(
+        self,
+        communities: Iterable[str],
+        joining: Mapping[str, Iterable[int]] | None = None,
+        leaving: Iterable[int] = (),
+    ) -> None:
+        """Recompute each committee's members index from its entries' current records, and switch
+        them all in one transaction: targeting sees every committee as it was, or every one anew.
 
         ``joining`` names entries just written into a committee; entries whose record now names
-        another committee, or that were deleted, drop out.
+        another committee, that were deleted, or that are ``leaving``, drop out.
         """
-        for community in sorted(set(communities)):
-            # Two imports touching one committee must not drop each other's people: the index is
-            # written only if nobody rewrote it since it was read, else read again.
-            with self.client.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        pipe.watch(self.keys.members(community))
-                        packed = as_bytes(pipe.get(self.keys.members(community)) or b"")
-                        candidates = {rid for rid, _, _ in unpack_members(packed)}
-                        records = self.load(candidates | (joining or {}).get(community, set()))
-                        inside = [(rid, e, e.profile()) for rid, e in records.items() if e.community == community]
-                        pipe.multi()
-                        self._write_members(pipe, community, inside)
-                        pipe.execute()
-                        break
-                    except redis.WatchError:
-                        continue
+        ordered = sorted(set(communities))
+        if not ordered:
+            return
+        gone = set(leaving)
+        watched = [self.keys.members(c) for c in ordered]
+        # Another import touching one of these committees must not lose its people: the indexes are
+        # written only if nobody rewrote any of them since they were read, else read again.
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(*watched)
+                    # Packed as each committee is read: 8 bytes a member, not its records, stay in memory.
+                    rebuilt = [
+                        (c, pack_members(self._members_now(pipe, c, (joining or {}).get(c, ()), gone))) for c in ordered
+                    ]
+                    pipe.multi()
+                    for community, packed in rebuilt:
+                        self._store_packed(pipe, community, packed)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def _members_now(
+        self, pipe: Any, community: str, joining: Iterable[int], gone: set[int]
+    ) -> list[tuple[int, Resident, int]]:
+        """A committee's entries as their records now say: its current members and those joining."""
+        packed = as_bytes(pipe.get(self.keys.members(community)) or b"")
+        candidates = {rid for rid, _, _ in unpack_members(packed)} | set(joining)
+        records = self.load(candidates - gone)
+        return [(rid, e, e.profile()) for rid, e in records.items() if e.community == community]
 
     def remove(self, external_ids: Sequence[str]) -> int:
         """Delete entries by external id (and from every custom group); returns how many existed."""

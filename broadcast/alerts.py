@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Any
@@ -60,12 +61,54 @@ def audit(
     ctx.redis.xadd(ctx.keys.audit, entry)  # type: ignore[arg-type]
 
 
-def needs_approval(ctx: Context, draft: AlertDraft) -> bool:
-    return draft.level in ctx.settings.approval_levels and draft.msg_type is not MessageType.cancel
+def identity(name: str) -> str:
+    """The officer a name stands for: account names are compared as the accounts, not as typed."""
+    return name.strip().casefold()
 
 
-def check_draft(ctx: Context, draft: AlertDraft, tree: AreaTree | None = None) -> None:
-    """Everything that would make the alert fail later, found now: unknown areas, channels, templates."""
+def lifts(draft: AlertDraft, referenced: Alert) -> bool:
+    """True when ``draft`` only lifts ``referenced``: a cancel at its level, to its people, on its channels."""
+    return (
+        draft.msg_type is MessageType.cancel
+        and draft.references == referenced.id
+        and draft.level is referenced.level
+        and draft.exercise == referenced.exercise
+        and draft.target == referenced.target
+        and set(draft.channels) <= set(referenced.channels)
+    )
+
+
+def needs_approval(ctx: Context, draft: AlertDraft, referenced: Alert | None) -> bool:
+    """A message at an approval level needs a second person, unless it only lifts the alert it names.
+
+    What a message may do without approval follows its own level and reach: a "cancel" that goes
+    to more people, on more channels or at another level than the alert it names is a new warning.
+    """
+    if draft.level not in ctx.settings.approval_levels:
+        return False
+    return referenced is None or not lifts(draft, referenced)
+
+
+def request_key(keys: Keys, draft: AlertDraft) -> str | None:
+    """Where a client's idempotency key is kept: its own, per composing account, never another's."""
+    if not draft.request_id:
+        return None
+    scoped = hashlib.sha256(f"{identity(draft.composed_by)}\x1f{draft.request_id}".encode()).hexdigest()
+    return keys.alert_idempotency(scoped)
+
+
+def same_request(alert: Alert, draft: AlertDraft) -> bool:
+    """True when ``draft`` asks for what ``alert`` already is (a retry, not a new warning)."""
+    stored = AlertDraft.model_validate(alert.model_dump(include=set(AlertDraft.model_fields)))
+    return stored.model_copy(update={"composed_by": identity(stored.composed_by)}) == draft.model_copy(
+        update={"composed_by": identity(draft.composed_by)}
+    )
+
+
+def check_draft(ctx: Context, draft: AlertDraft, tree: AreaTree | None = None) -> Alert | None:
+    """Everything that would make the alert fail later, found now: unknown areas, channels, templates.
+
+    Returns the alert an update or cancel references."""
     tree = tree or AreaTree.load(ctx.redis, ctx.keys)
     unknown = tree.unknown([*draft.target.areas, *draft.target.exclude])
     if unknown:
@@ -86,6 +129,7 @@ def check_draft(ctx: Context, draft: AlertDraft, tree: AreaTree | None = None) -
     problems = check_templates(draft, ctx.settings, referenced=ref)
     if problems:
         raise AlertError("; ".join(problems), status=422, field="params")
+    return ref
 
 
 def referenced_alert(ctx: Context, draft: AlertDraft) -> Alert | None:
@@ -104,29 +148,37 @@ def referenced_alert(ctx: Context, draft: AlertDraft) -> Alert | None:
     return ref
 
 
-def compose(ctx: Context, draft: AlertDraft, *, origin: str = "cli", tree: AreaTree | None = None) -> Alert:
+def compose(
+    ctx: Context,
+    draft: AlertDraft,
+    *,
+    origin: str = "cli",
+    tree: AreaTree | None = None,
+    idempotency_key: str | None = None,
+) -> Alert:
     """Store a new alert; it is issued at once unless its level needs a second officer.
 
-    The same ``request_id`` twice gives the same alert, never two.
+    The same ``request_id`` from the same officer twice gives the same alert, never two; reused for
+    a different warning it is refused (409). ``idempotency_key`` is the service's own (a Redis key
+    no request can name), for messages it composes itself, such as one cancel message per alert.
     """
-    if draft.request_id:
-        existing = ctx.redis.get(ctx.keys.alert_idempotency(draft.request_id))
+    key = idempotency_key or request_key(ctx.keys, draft)
+    if key:
+        existing = ctx.redis.get(key)
         if existing:
-            return get_alert(ctx, as_text(existing))
-    check_draft(ctx, draft, tree)
+            return _repeated(ctx, as_text(existing), draft, checked=idempotency_key is None)
+    ref = check_draft(ctx, draft, tree)
     alert_id = str(ctx.redis.incr(ctx.keys.alert_next))
-    if draft.request_id and not ctx.redis.set(
-        ctx.keys.alert_idempotency(draft.request_id), alert_id, nx=True, ex=IDEMPOTENCY_SECONDS
-    ):
+    if key and not ctx.redis.set(key, alert_id, nx=True, ex=IDEMPOTENCY_SECONDS):
         # Another request with the same key won the race; it is the alert.
-        winner = ctx.redis.get(ctx.keys.alert_idempotency(draft.request_id))
+        winner = ctx.redis.get(key)
         assert winner is not None
-        return get_alert(ctx, as_text(winner))
+        return _repeated(ctx, as_text(winner), draft, checked=idempotency_key is None)
     now = ctx.clock.now()
     alert = Alert(
         **draft.model_dump(),
         id=alert_id,
-        status=AlertStatus.pending_approval if needs_approval(ctx, draft) else AlertStatus.issued,
+        status=AlertStatus.pending_approval if needs_approval(ctx, draft, ref) else AlertStatus.issued,
         created_at=now,
     )
     if alert.status is AlertStatus.issued:
@@ -148,6 +200,19 @@ def compose(ctx: Context, draft: AlertDraft, *, origin: str = "cli", tree: AreaT
     return alert
 
 
+def _repeated(ctx: Context, alert_id: str, draft: AlertDraft, *, checked: bool) -> Alert:
+    """The alert an idempotency key already gave; a client's key reused for another warning is a 409."""
+    alert = get_alert(ctx, alert_id)
+    if checked and not same_request(alert, draft):
+        raise AlertError(
+            f"request_id {draft.request_id} was already used for alert {alert.id}, a different warning; "
+            "use a new request_id for a new warning",
+            status=409,
+            field="request_id",
+        )
+    return alert
+
+
 def approve(ctx: Context, alert_id: str, approver: str, *, origin: str = "cli") -> Alert:
     """The second officer's approval issues the alert; the composer cannot approve their own."""
     approver = approver.strip()
@@ -157,7 +222,7 @@ def approve(ctx: Context, alert_id: str, approver: str, *, origin: str = "cli") 
     def change(alert: Alert) -> Alert:
         if alert.status is not AlertStatus.pending_approval:
             raise AlertError(f"alert {alert.id} is {alert.status.value}, not waiting for approval", status=409)
-        if approver == alert.composed_by:
+        if identity(approver) == identity(alert.composed_by):
             raise AlertError(
                 "a second officer must approve: the composer cannot approve their own alert",
                 status=403,

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "send": "broadcast.benchmarks.send:run",  # messages a second, one worker and four
     "ratelimit": "broadcast.benchmarks.pacing:run_ratelimit",  # an account rate shared by four workers
     "capacity": "broadcast.benchmarks.pacing:run_capacity",  # time to last message at a provider's capacity
+    "import": "audiences.import_bench:run",  # a 200,000-row residents file: time and the importer's peak memory
 }
 
 
@@ -62,6 +63,7 @@ def register(sub: Any) -> None:
     bench.add_argument("--send-messages", type=int, default=40_000, help="messages for one worker (four get twice)")
     bench.add_argument("--capacity", type=float, default=2_000, help="the simulated provider's messages a second")
     bench.add_argument("--capacity-messages", type=int, default=60_000, help="messages for the capacity benchmark")
+    bench.add_argument("--import-rows", type=int, default=200_000, help="rows of the import benchmark's file")
     bench.add_argument(
         "--refuse-first",
         type=int,

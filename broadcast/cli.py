@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from audiences.areas import AreaFileError
 from broadcast import alerts
+from broadcast.console.access import Forbidden
+from broadcast.console.actions import account, approve_as, cancel_as, compose_as
 from broadcast.context import Context, open_context
 from broadcast.embedded_redis import EmbeddedRedisError, stop_embedded_redis
 from broadcast.models import AlertDraft, ChannelKind, EventType, Language, Level, Target
@@ -23,6 +25,10 @@ from broadcast.settings import Settings
 class UsageError(Exception):
     """Bad command-line input; printed without a traceback."""
 
+
+# Commands that sign links or talk to providers (or their simulators): they make the deployment's
+# secret if there is none yet; the rest only read it.
+SIGNING_COMMANDS = frozenset({"serve", "worker", "demo", "bench", "alert", "screens"})
 
 # Modules that add subcommands: each has register(subparsers) setting handler(ctx, args) -> int.
 COMMAND_MODULES: list[str] = [
@@ -56,11 +62,14 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
     from broadcast.services import start_services
+    from channels.twilio.account import loopback_only
 
     async def serve() -> None:
         services = await start_services(ctx)
         simulated = f" (simulated providers at {ctx.settings.simulator_url})" if services.simulators else ""
         print(f"broadcast serving at {services.url}{simulated}")
+        if services.simulators and not (ctx.settings.simulator_webhooks_public or loopback_only(ctx.settings)):
+            print("simulated providers' webhooks are refused beyond loopback (BROADCAST_SIMULATOR_WEBHOOKS_PUBLIC)")
         try:
             while True:
                 await asyncio.sleep(3600)
@@ -102,7 +111,8 @@ def cmd_alert_issue(ctx: Context, args: argparse.Namespace) -> int:
         composed_by=args.by,
         request_id=args.request_id,
     )
-    alert = alerts.compose(ctx, draft)
+    user = account(ctx, args.by)
+    alert = compose_as(ctx, user, draft.model_copy(update={"composed_by": user.name}), "cli")
     _print(alert.model_dump(mode="json"), args.json)
     if alert.status.value == "pending_approval" and not args.json:
         print(f"Alert {alert.id} waits for a second officer: broadcast alert approve {alert.id} --by NAME")
@@ -110,14 +120,16 @@ def cmd_alert_issue(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_alert_approve(ctx: Context, args: argparse.Namespace) -> int:
-    alert = alerts.approve(ctx, args.id, args.by)
+    alert = approve_as(ctx, account(ctx, args.by), args.id, "cli")
     _print(alert.model_dump(mode="json"), args.json)
     return 0
 
 
 def cmd_alert_cancel(ctx: Context, args: argparse.Namespace) -> int:
-    alert = alerts.cancel(ctx, args.id, args.by)
+    alert, lift = cancel_as(ctx, account(ctx, args.by), args.id, "cli", notify=args.notify)
     _print(alert.model_dump(mode="json"), args.json)
+    if lift is not None and not args.json:
+        print(f"cancel message {lift.id} ({lift.status.value}) tells the same people it is lifted")
     return 0
 
 
@@ -180,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--param", action="append", metavar="KEY=VALUE")
     issue.add_argument("--drill", action="store_true", help="mark it an exercise (【演练】)")
     issue.add_argument("--valid-minutes", type=int, default=12 * 60)
-    issue.add_argument("--by", required=True, help="the composing officer")
+    issue.add_argument("--by", required=True, help="the composing officer's account")
     issue.add_argument("--request-id", help="idempotency key: the same key twice issues one alert")
     issue.add_argument("--json", action="store_true")
     issue.set_defaults(handler=cmd_alert_issue)
@@ -190,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = alert.add_parser(name, help=helptext)
         p.add_argument("id")
-        p.add_argument("--by", required=True)
+        p.add_argument("--by", required=True, help="the account acting (its role and areas are checked)")
+        if name == "cancel":
+            p.add_argument("--notify", action="store_true", help="first tell the same people it is lifted (解除)")
         p.add_argument("--json", action="store_true")
         p.set_defaults(handler=handler)
     status = alert.add_parser("status", help="progress of an alert")
@@ -218,7 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Context, argparse.Namespace], int] = args.handler
     try:
         # Commands that only read files (templates) get a context that never connects.
-        ctx = open_context(settings) if getattr(args, "needs_redis", True) else Context(settings, redis_url="")
+        ctx = (
+            open_context(settings, make_secret=args.command in SIGNING_COMMANDS)
+            if getattr(args, "needs_redis", True)
+            else Context(settings, redis_url="")
+        )
     except EmbeddedRedisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -231,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for e in exc.errors():
             where = ".".join(str(p) for p in e["loc"]) or "input"
             print(f"error: {where}: {e['msg']}", file=sys.stderr)
+        return 2
+    except Forbidden as exc:
+        print(f"error: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""), file=sys.stderr)
         return 2
     except (UsageError, AreaFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)

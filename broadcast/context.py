@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from pydantic import SecretStr
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from rq import Queue
@@ -82,8 +83,12 @@ class Context:
             self.redis.close()
 
 
-def open_context(settings: Settings | None = None, clock: Clock | None = None) -> Context:
-    """Connect to ``REDIS_URL``, or to the embedded Redis (started if needed)."""
+def open_context(settings: Settings | None = None, clock: Clock | None = None, *, make_secret: bool = True) -> Context:
+    """Connect to ``REDIS_URL``, or to the embedded Redis (started if needed).
+
+    Without ``BROADCAST_SECRET_KEY``, the deployment's secret kept in Redis goes into the settings;
+    ``make_secret`` makes it first when there is none yet (commands that only read or import need not).
+    """
     settings = settings or Settings()
     embedded = None
     if settings.redis_url:
@@ -91,7 +96,14 @@ def open_context(settings: Settings | None = None, clock: Clock | None = None) -
     else:
         embedded = ensure_embedded_redis(settings.data_dir)
         url = embedded.url
-    return Context(settings=settings, redis_url=url, clock=clock or SystemClock(), embedded=embedded)
+    ctx = Context(settings=settings, redis_url=url, clock=clock or SystemClock(), embedded=embedded)
+    if settings.secret_key is None:
+        # Every process of the deployment signs with the one secret kept in Redis (and derives the
+        # simulated providers' tokens from it), without anyone configuring it.
+        secret = ctx.secret if make_secret else ctx.redis.get(ctx.keys.secret)
+        if secret:
+            ctx.settings = settings.model_copy(update={"secret_key": SecretStr(as_bytes(secret).decode())})
+    return ctx
 
 
 _current: Context | None = None

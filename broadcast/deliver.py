@@ -288,8 +288,12 @@ class BatchRun:
             text = with_link(rendered[key], confirmation_link(settings, link_token(ctx.secret, alert.id, o)))
             extra = text.extra
             if self.kind is ChannelKind.push:
-                # The app confirms with the alert's id and its signed key (see broadcast.app_api).
-                data = {**dict(extra.get("data", {})), "alert_id": alert.id, "ack": app_ack_token(ctx.secret, alert.id)}
+                # The app confirms with the alert's id and this recipient's signed key (see broadcast.app_api).
+                data = {
+                    **dict(extra.get("data", {})),
+                    "alert_id": alert.id,
+                    "ack": app_ack_token(ctx.secret, alert.id, o),
+                }
                 extra = {**extra, "data": data}
             messages.append(
                 OutboundMessage(alert.id, o, address, text.text, language.value, text.parts, validity, extra)

@@ -7,18 +7,17 @@ the residents of their own grids and buildings; an outcome for anyone else is re
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from audiences.residents import load_residents
 from audiences.volunteers import Volunteer, VolunteerRole
+from broadcast.csv_export import csv_document
 from broadcast.deliver import load_alert_async, read_rids
 from broadcast.escalation import area_names
 from broadcast.followup import (
@@ -39,7 +38,7 @@ from broadcast.models import Alert
 from broadcast.pages import page
 from broadcast.pages.display import Display, display
 from broadcast.tokens import read_volunteer_token
-from broadcast.web import CTX, INBOX, REDIS, error, validation_error
+from broadcast.web import CTX, INBOX, REDIS, error, read_model
 
 WORDS: dict[str, dict[str, str]] = {
     "zh": {
@@ -244,12 +243,7 @@ async def post_outcome(request: web.Request) -> web.Response:
         return found
     alert, volunteer = found
     ctx, client = request.app[CTX], request.app[REDIS]
-    try:
-        body = OutcomeBody.model_validate(await request.json())
-    except ValueError as exc:
-        if isinstance(exc, ValidationError):
-            return validation_error(exc)
-        return error(400, "the body must be JSON", "body")
+    body: OutcomeBody = await read_model(request, OutcomeBody)
     index = await roster_index(client, ctx.keys, alert.id)
     assert index is not None
     try:
@@ -372,6 +366,24 @@ async def rollup_page(request: web.Request) -> web.Response:
     )
 
 
+ROLLUP_COLUMNS = (
+    "ordinal",
+    "name",
+    "place",
+    "place_code",
+    "room",
+    "phone",
+    "sent_at",
+    "delivered_at",
+    "delivered_by",
+    "confirmed_at",
+    "confirmed_by",
+    "needs_help",
+    "outcome",
+    "outcome_at",
+)
+
+
 async def rollup_csv(request: web.Request) -> web.Response:
     """Every recipient of the committee with their timeline, for the community's own records."""
     found = await _committee(request)
@@ -389,32 +401,12 @@ async def rollup_csv(request: web.Request) -> web.Response:
         # A spreadsheet's reader reads local time; the offset keeps it unambiguous.
         return show.time(value, "%Y-%m-%d %H:%M:%S %z") if value else ""
 
-    out = io.StringIO()
-    out.write("\ufeff")  # so spreadsheet programs read the Chinese right
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "ordinal",
-            "name",
-            "place",
-            "place_code",
-            "room",
-            "phone",
-            "sent_at",
-            "delivered_at",
-            "delivered_by",
-            "confirmed_at",
-            "confirmed_by",
-            "needs_help",
-            "outcome",
-            "outcome_at",
-        ]
-    )
+    rows: list[list[object]] = []
     for o, rid in zip(ordinals, rids, strict=True):
         r = residents.get(rid)
         t = await timeline(client, ctx.keys, alert, o)
         outcome = t["outcome"] or {}
-        writer.writerow(
+        rows.append(
             [
                 o,
                 r.name if r else "",
@@ -424,15 +416,15 @@ async def rollup_csv(request: web.Request) -> web.Response:
                 masked(r.phone if r else None),
                 local(t["sent_at"]),
                 local(t["delivered_at"]),
-                t["delivered_by"] or "",
+                t["delivered_by"],
                 local(t["confirmed_at"]),
-                t["confirmed_by"] or "",
+                t["confirmed_by"],
                 int(t["states"]["needs_help"]),
                 outcome.get("outcome", ""),
                 local(outcome.get("at")),
             ]
         )
-    response = web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
+    response = web.Response(text=csv_document(ROLLUP_COLUMNS, rows), content_type="text/csv", charset="utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="alert-{alert.id}-{worker.community}.csv"'
     return response
 

@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import redis.asyncio
 
@@ -36,6 +35,23 @@ REPLIES_KEPT = 100_000  # unreadable replies kept per alert for the roll-ups
 HELP_WORDS = ("帮", "救", "困", "急", "伤", "help", "sos")
 _MOST_RECENT_ALERTS = 21  # a reply is matched against the latest active alerts, newest first
 BATCH_LIMIT = 500  # events stored together at most
+
+# A reply we cannot read as yes or help: counted for the alert and kept for the roll-up, once per
+# provider message id. KEYS: the alert's reply ids, counts, replies stream, the service's stats.
+# ARGV: message id ('' when the provider gave none), ordinal, body, time, stream cap, lifetime.
+_UNREAD_REPLY = """
+if ARGV[1] ~= '' then
+  if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
+    redis.call('HINCRBY', KEYS[4], 'replayed_replies', 1)
+    return 0
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+end
+redis.call('HINCRBY', KEYS[2], 'replies_unrecognised', 1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'ordinal', ARGV[2], 'body', ARGV[3], 'at', ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+return 1
+"""
 
 # GETRANGE of many byte ranges of one string (a roster): one command instead of one each, the
 # ranges packed in one argument ("start end;" each).
@@ -207,8 +223,7 @@ class Inbox:
         by_sender = iter(found)
         out: list[Recorded | RecipientEvent] = []
         unmatched = without_alert = 0
-        unrecognised: dict[str, int] = {}
-        unread: list[tuple[str, int, str]] = []
+        unread: list[tuple[str, int, str, str]] = []
         for event, senders in zip(events, entries, strict=True):
             if not senders:
                 unmatched += 1
@@ -222,8 +237,7 @@ class Inbox:
             alert_id, ordinal = match
             meaning = self.meaning(event.body)
             if meaning is None:
-                unrecognised[alert_id] = unrecognised.get(alert_id, 0) + 1
-                unread.append((alert_id, ordinal, event.body))
+                unread.append((alert_id, ordinal, event.body, event.provider_ref or ""))
                 out.append(Recorded("unrecognised", alert_id, ordinal))
                 continue
             out.append(  # built from values already checked: no validation again
@@ -237,19 +251,19 @@ class Inbox:
                     provider_ref=event.provider_ref,
                 )
             )
-        if unmatched or without_alert or unrecognised:
+        if unmatched or without_alert or unread:
             async with self.client.pipeline(transaction=False) as pipe:
                 if unmatched:
                     pipe.hincrby(self.keys.stats, "unmatched_replies", unmatched)
                 if without_alert:
                     pipe.hincrby(self.keys.stats, "replies_without_alert", without_alert)
-                for alert_id, n in unrecognised.items():
-                    pipe.hincrby(self.keys.counts(alert_id), "replies_unrecognised", n)
-                # Words we cannot read as yes or help still reach a person: the committee's roll-up lists them.
-                at = self.ctx.clock.now().isoformat()
-                for alert_id, ordinal, body in unread:
-                    fields: dict[Any, Any] = {"ordinal": ordinal, "body": body[:500], "at": at}
-                    pipe.xadd(self.keys.alert_replies(alert_id), fields, maxlen=REPLIES_KEPT, approximate=True)
+                # Words we cannot read as yes or help still reach a person: the committee's roll-up lists
+                # them. A message the provider sends again (or anyone replays) counts once, by its id.
+                at, k = self.ctx.clock.now().isoformat(), self.keys
+                for alert_id, ordinal, body, sid in unread:
+                    keys = [k.reply_ids(alert_id), k.counts(alert_id), k.alert_replies(alert_id), k.stats]
+                    args: list[str | int] = [sid, ordinal, body[:500], at, REPLIES_KEPT, ALERT_RETENTION_SECONDS]
+                    pipe.eval(_UNREAD_REPLY, 4, *keys, *args)
                 await pipe.execute()
         return out
 

@@ -29,13 +29,19 @@ phone, push-token and external-id indexes spread over ``INDEX_BUCKETS`` buckets 
     {ns}:screens                    hash   screen id -> screen JSON
     {ns}:screens:{community}        hash   screen id -> building code, for the screens of one committee
     {ns}:offline-screens            set    screen ids whose last will said "offline" (until they say "online")
+    {ns}:imports:running            hash   import id -> JSON {kind, source, rows, written, started} while an import
+                                           writes; left behind by one that died before its switch
     {ns}:groups                     hash   custom group name -> JSON {title, size}
     {ns}:group:{name}               set    rids of a custom group's members
 
 Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:next                 string last alert id handed out (INCR)
     {ns}:alert:{id}                 string alert JSON
-    {ns}:alert:idem:{request_id}    string alert id issued for an idempotency key (24 h)
+    {ns}:alert:idem:{digest}        string alert id issued for a client's idempotency key (24 h); digest is
+                                           SHA-256 of the composing account and its request_id, so one
+                                           officer's key never names another officer's alert
+    {ns}:alert:{id}:lift            string id of the cancel message (解除) sent for alert {id}: one however
+                                           often it is asked for; no request can name this key (24 h)
     {ns}:alerts:active              zset   alert id scored by issue time (recent first for replies)
     {ns}:alert:{id}:roster          string rid u32 per ordinal (ordinal o at bytes 4o..4o+3)
     {ns}:alert:{id}:ranges          hash   area code -> "start:end" ordinal range, every level
@@ -55,6 +61,7 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:{id}:notices         hash   "{kind}:{volunteer}" -> when they were texted their link
     {ns}:alert:{id}:outcomes        hash   ordinal -> JSON {outcome, volunteer, at, request}: door-to-door results
     {ns}:alert:{id}:replies         stream replies we could not read as yes or help {ordinal, body, at}, capped
+    {ns}:alert:{id}:reply-ids       set    provider message ids of those replies, so a replayed one counts once
     {ns}:alert:{id}:help:asked      zset   ordinal of each resident who asked for help, scored by when they
                                            first asked (epoch seconds): the console lists them newest first
     {ns}:alert:{id}:help:handling   hash   ordinal -> JSON {state: "assigned"|"handled", assignee, note, by, at}:
@@ -62,16 +69,19 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
 
 Console (users and their credentials; tokens are stored only as SHA-256 digests)
     {ns}:users                      hash   user name -> user JSON (role, areas, argon2 password hash, disabled)
-    {ns}:session:{digest}           hash   "user", "csrf", "created", "origin"; expires ``session_hours`` after last use
+    {ns}:session:{digest}           hash   "user", "csrf", "generation" (the account's when opened; a password
+                                           change or disable bumps the account's and so ends the session),
+                                           "created", "origin"; expires ``session_hours`` after last use
     {ns}:apitoken:{digest}          string JSON {"user", "label", "created"}; kept until revoked
     {ns}:user:{name}:apitokens      hash   token label -> digest, to list and revoke a user's tokens
-    {ns}:login:fail:{who}           string failed sign-ins of one account ("user:{name}") or address ("ip:{addr}")
-                                           within the current window (expires with the window)
+    {ns}:login:fail:{who}           string sign-in attempts of one account ("user:{name}") or address ("ip:{addr}")
+                                           within the current window, counted before the password is checked;
+                                           a success clears the account's (expires with the window)
 
 Operations
     {ns}:ratelimit:{account}        string GCRA theoretical arrival time for one provider account
     {ns}:ratelimit:{account}:slow   string present while the provider is throttling us (halves the rate)
-    {ns}:stats                      hash   service-wide counters (unmatched replies, refused webhooks)
+    {ns}:stats                      hash   service-wide counters (unmatched and replayed replies, refused webhooks)
     {ns}:audit                      stream who did what, when, from where (append-only)
     {ns}:secret                     string the signing key when none is configured
 """
@@ -167,6 +177,10 @@ class Keys:
         return f"{self.ns}:screens:{community}"
 
     @property
+    def imports_running(self) -> str:
+        return f"{self.ns}:imports:running"
+
+    @property
     def groups(self) -> str:
         return f"{self.ns}:groups"
 
@@ -181,8 +195,11 @@ class Keys:
     def alert(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}"
 
-    def alert_idempotency(self, request_id: str) -> str:
-        return f"{self.ns}:alert:idem:{request_id}"
+    def alert_idempotency(self, digest: str) -> str:
+        return f"{self.ns}:alert:idem:{digest}"
+
+    def alert_lift(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:lift"
 
     @property
     def alerts_active(self) -> str:
@@ -226,6 +243,9 @@ class Keys:
 
     def alert_replies(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:replies"
+
+    def reply_ids(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:reply-ids"
 
     def help_asked(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:help:asked"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 
 class Level(str, Enum):
@@ -95,6 +95,16 @@ class AlertStatus(str, Enum):
 AreaCode = Annotated[str, StringConstraints(pattern=r"^\d{12}(\d{2}(\d{3})?)?$")]
 ParamName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _OFFICER = r"^[^\s].{0,63}$"
+MAX_AREAS = 5_000  # areas (or exclusions) one target may list
+UNIQUE: dict[str, Any] = {"uniqueItems": True}  # said in the schema; enforced by a validator
+
+
+def _whole(value: Any) -> Any:
+    """JSON's 200.0 is the integer 200 (as JSON Schema says); 200.5 and "200" stay wrong."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
 
 
 class Target(BaseModel):
@@ -102,24 +112,45 @@ class Target(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    areas: list[AreaCode] = Field(min_length=1, max_length=10_000)
-    groups: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_:-]{0,63}$")]] = []
-    exclude: list[AreaCode] = []
+    # A list this long fits any request body the service takes (``max_body_bytes``), so a longer
+    # one is refused naming the field, not as a body too large.
+    areas: list[AreaCode] = Field(min_length=1, max_length=MAX_AREAS)
+    groups: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_:-]{0,63}$")]] = Field(
+        default=[], max_length=100
+    )
+    exclude: list[AreaCode] = Field(default=[], max_length=MAX_AREAS)
+
+
+# The reference rule of AlertDraft, said in its JSON schema as well, so clients can know it.
+_REFERENCE_RULE: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"msg_type": {"const": "alert"}}},
+            "then": {"properties": {"references": {"type": "null"}}},
+        },
+        {
+            "if": {"required": ["msg_type"], "properties": {"msg_type": {"enum": ["update", "cancel"]}}},
+            "then": {"required": ["references"], "properties": {"references": {"type": "string"}}},
+        },
+    ]
+}
 
 
 class AlertDraft(BaseModel):
     """What an officer submits to compose an alert; validated before anything is stored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_REFERENCE_RULE)
 
     event: EventType
     level: Level
     target: Target
-    channels: list[ChannelKind] = Field(default=[ChannelKind.sms], min_length=1)
-    languages: list[Language] = [Language.zh, Language.en]
-    params: dict[ParamName, Annotated[str, StringConstraints(max_length=200)]] = {}
+    channels: list[ChannelKind] = Field(default=[ChannelKind.sms], min_length=1, json_schema_extra=UNIQUE)
+    languages: list[Language] = Field(default=[Language.zh, Language.en], min_length=1, json_schema_extra=UNIQUE)
+    params: dict[ParamName, Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default={}, json_schema_extra={"additionalProperties": False}
+    )
     exercise: bool = False
-    valid_minutes: int = Field(default=12 * 60, ge=5, le=7 * 24 * 60)
+    valid_minutes: WholeNumber = Field(default=12 * 60, ge=5, le=7 * 24 * 60)
     composed_by: str = Field(pattern=_OFFICER)
     request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{8,80}$")
     msg_type: MessageType = MessageType.alert

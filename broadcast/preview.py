@@ -97,11 +97,23 @@ def _checked_committee(ctx: Context, draft: AlertDraft) -> str | None:
 
 
 async def preview_alert(request: web.Request) -> web.Response:
-    """POST /api/v1/alerts/preview: the officer's draft, rendered for every channel and language."""
-    ctx = request.app[CTX]
-    draft: AlertDraft = await read_model(request, AlertDraft)
+    """POST /api/v1/alerts/preview: the officer's draft, rendered for every channel and language.
+
+    The caller may preview only what they could compose: areas inside their own, and an update or
+    cancel of an alert they may change; otherwise the referenced alert's words would show."""
+    from broadcast.console.access import Permission, require, require_areas, require_referenced
+    from broadcast.console.alerts_api import draft_of
+    from broadcast.console.guard import principal
+    from broadcast.console.schemas import AlertRequest
+
+    ctx, found = request.app[CTX], principal(request)
+    require(found.user, Permission.preview)
+    draft = draft_of(await read_model(request, AlertRequest), found)
+    require_areas(found.user, draft.target.areas)
     committee = await asyncio.to_thread(_checked_committee, ctx, draft)
     referenced = await asyncio.to_thread(alerts.referenced_alert, ctx, draft)
+    if referenced is not None:
+        require_referenced(found.user, referenced)
     facts = AreaFacts(hotline=ctx.settings.hotline)
     if committee:
         facts = (await area_facts(request.app[REDIS], ctx.keys, [committee], ctx.settings.hotline))[committee]

@@ -35,12 +35,14 @@ class Settings(BaseSettings):
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     secret_key: SecretStr | None = None  # signs links and tokens; generated under data_dir when unset
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = 256 * 1024  # fits a target of 5,000 areas and 5,000 exclusions
     # The zone of every time a person reads on a page or in an export (storage stays UTC).
     timezone: str = "Asia/Shanghai"
 
     # Providers without credentials are played by the local simulators at this address.
     simulator_url: str = "http://127.0.0.1:8081"
+    # Their webhooks are accepted only while host and public_url are loopback, unless this says so.
+    simulator_webhooks_public: bool = False
 
     # Twilio (SMS and voice)
     twilio_account_sid: str | None = None
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
     session_hours: float = Field(default=12.0, gt=0, le=24 * 7)  # a session ends after this long unused
     login_attempts: int = Field(default=5, ge=1, le=100)  # failed sign-ins per account (and 4× per address) …
     login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)  # … within this window lock it for the window
+    login_concurrency: int = Field(default=4, ge=1, le=64)  # password checks (argon2) one web process runs at once
 
     # Inbound SMS replies
     confirm_keywords: list[str] = ["1", "收到", "好", "好的", "ok", "y", "yes", "确认"]

@@ -22,13 +22,18 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def app_ack_token(secret: bytes, alert_id: str) -> str:
-    """The key a push notification carries so the app can confirm that alert."""
-    return mac(secret, "app-ack", alert_id)
+def app_ack_token(secret: bytes, alert_id: str, ordinal: int) -> str:
+    """The key one recipient's push notification carries, so their app can confirm that alert for them
+    alone: it names their ordinal and is worth nothing for anyone else's."""
+    return f"{ordinal}.{mac(secret, 'app-ack', alert_id, str(ordinal))}"
 
 
-def verify_app_ack(secret: bytes, alert_id: str, token: str) -> bool:
-    return same(app_ack_token(secret, alert_id), token)
+def read_app_ack(secret: bytes, alert_id: str, token: str) -> int | None:
+    """The ordinal an app's key was made for, or None if it was not made for this alert."""
+    ordinal, _, tag = token.partition(".")
+    if not (ordinal.isascii() and ordinal.isdigit() and len(ordinal) <= 10 and tag):
+        return None
+    return int(ordinal) if same(mac(secret, "app-ack", alert_id, str(int(ordinal))), tag) else None
 
 
 # A resident's confirmation link names (alert, ordinal) and carries 40 bits of MAC: 12 bytes,

@@ -53,19 +53,31 @@ async def errors_as_json(
         return validation_error(exc)
     except web.HTTPRequestEntityTooLarge:
         return error(413, "request body too large")
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        # The API answers every error as JSON, routing's own (404, 405 with its Allow) included.
+        answer = error(exc.status, exc.reason)
+        if "Allow" in exc.headers:
+            answer.headers["Allow"] = exc.headers["Allow"]
+        return answer
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error(500, "internal error; nothing was changed by this request unless its status says so")
 
 
 async def read_model(request: web.Request, model: type[BaseModel]) -> Any:
+    """The body as ``model``, exactly as the OpenAPI document says: JSON, checked strictly (``0`` is not
+    ``false``, ``"5"`` is not 5), nested at most a couple of hundred levels (deeper is not JSON we read)."""
+    raw = await request.read()
     try:
-        data = await request.json()
-    except ValueError:
-        raise alerts.AlertError("the body must be JSON", status=400, field="body") from None
-    return model.model_validate(data)
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        bad_json = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+        if bad_json is not None:
+            reason = str(bad_json.get("ctx", {}).get("error", "")) or "not JSON"
+            raise alerts.AlertError(f"the body must be JSON ({reason})", status=400, field="body") from None
+        raise
 
 
 async def health(request: web.Request) -> web.Response:

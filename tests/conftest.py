@@ -154,6 +154,22 @@ def population(ctx: Context, tree: AreaTree) -> Population:
 
 
 @pytest.fixture
+def cli(ctx: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Run ``broadcast …`` against the test's Redis; returns (exit code, stdout, stderr)."""
+    from broadcast.cli import main
+
+    monkeypatch.setenv("REDIS_URL", ctx.redis_url)
+    monkeypatch.setenv("BROADCAST_NAMESPACE", ctx.settings.namespace)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture
 def officer_token(ctx: Context) -> str:
     """A bearer token of officer-a, a city-wide duty officer (the name the sample drafts use)."""
     from tests.helpers import token_for

@@ -21,20 +21,6 @@ COMMUNITY = "310115005001"
 HEADER = ["external_id", "name", "phone", "building", "room", "elderly", "channels"]
 
 
-@pytest.fixture
-def cli(ctx: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Run ``broadcast …`` against the test's Redis; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("REDIS_URL", ctx.redis_url)
-    monkeypatch.setenv("BROADCAST_NAMESPACE", ctx.settings.namespace)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
 def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8", header: list[str] = HEADER) -> Path:
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])

@@ -17,6 +17,7 @@ import pytest
 from audiences.population import Population
 from broadcast import alerts
 from broadcast.cli import main
+from broadcast.console.users import Role
 from broadcast.context import QUEUE_ORDER, Context
 from broadcast.deliver import ATTEMPT_WINDOW, FLUSH_EVERY
 from broadcast.models import AlertStatus, Language, Level
@@ -24,7 +25,7 @@ from broadcast.worker import drain, recover_abandoned
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.sms import INBOUND_PATH, STATUS_PATH
 from tests.conftest import ROOT, STREET, Stack, free_port
-from tests.helpers import issue, post_form, progress, request_json, texts_to
+from tests.helpers import add_user, issue, post_form, progress, request_json, texts_to
 
 
 def test_every_resident_gets_one_sms_and_confirmations_add_up(
@@ -209,6 +210,7 @@ def test_cli_unknown_area_exits_non_zero_with_the_code(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", ctx.redis_url)
     monkeypatch.setenv("BROADCAST_NAMESPACE", ctx.settings.namespace)
+    add_user(ctx, "officer-a", Role.duty_officer)
     code = main(
         [
             "alert",

@@ -31,9 +31,12 @@ from broadcast.daemons import free_port
 from broadcast.embedded_redis import REGISTRY_REDIS_OPTIONS, PrivateRedis, start_private_redis
 from broadcast.keys import Keys
 from broadcast.settings import Settings
+from channels.twilio.account import simulator_auth_token
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BENCH_SECRET = "bench-secret-key-not-secret"
+# The simulated Twilio account's token for the benchmark deployment (see channels.twilio.account).
+BENCH_SIMULATOR_TOKEN = simulator_auth_token(BENCH_SECRET.encode())
 START_SECONDS = 30.0
 
 

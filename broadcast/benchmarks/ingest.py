@@ -24,12 +24,12 @@ from urllib.parse import urlencode
 from audiences.residents import load_residents
 from broadcast.benchmarks.citywide import fill_citywide
 from broadcast.benchmarks.common import Figure, result
-from broadcast.benchmarks.environment import BenchEnvironment, environment
+from broadcast.benchmarks.environment import BENCH_SIMULATOR_TOKEN, BenchEnvironment, environment
 from broadcast.benchmarks.load import write_requests
 from broadcast.context import Context
 from broadcast.deliver import read_rids
 from broadcast.keys import as_text
-from channels.twilio.account import SIGNATURE_HEADER, SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, sign
+from channels.twilio.account import SIGNATURE_HEADER, SIMULATOR_ACCOUNT_SID, sign
 from channels.twilio.sms import INBOUND_PATH
 
 TARGET_RATE = 5_000.0
@@ -130,7 +130,7 @@ def replies(ctx: Context, alert_id: str, count: int) -> list[dict[str, str]]:
 def raw_request(public_url: str, port: int, form: dict[str, str]) -> bytes:
     """The HTTP/1.1 request Twilio sends for one reply, signed for our public URL."""
     body = urlencode(form).encode()
-    signature = sign(SIMULATOR_AUTH_TOKEN, public_url + INBOUND_PATH, form)
+    signature = sign(BENCH_SIMULATOR_TOKEN, public_url + INBOUND_PATH, form)
     head = (
         f"POST {INBOUND_PATH} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\n"

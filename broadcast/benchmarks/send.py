@@ -22,13 +22,13 @@ from typing import Any
 import aiohttp
 
 from broadcast.benchmarks.common import Figure, areas_of_size, issue, result, run_jobs
-from broadcast.benchmarks.environment import BenchEnvironment, Simulator, environment
+from broadcast.benchmarks.environment import BENCH_SIMULATOR_TOKEN, BenchEnvironment, Simulator, environment
 from broadcast.compose import SAMPLE_AREA, confirmation_link, render, with_link
 from broadcast.context import CONTROL_QUEUE, QUEUE_ORDER, Context
 from broadcast.models import Alert, ChannelKind, Language
 from broadcast.progress import alert_progress
 from broadcast.tokens import link_token
-from channels.twilio.account import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, SIMULATOR_FROM
+from channels.twilio.account import SIMULATOR_ACCOUNT_SID, SIMULATOR_FROM
 from channels.twilio.sms import status_callback_url
 
 TARGET_OF_BARE = 0.7
@@ -146,7 +146,7 @@ def bare_loop(env: BenchEnvironment, sim: Simulator, count: int) -> dict[str, An
     url = f"{sim.url}/2010-04-01/Accounts/{SIMULATOR_ACCOUNT_SID}/Messages.json"
 
     async def post_all() -> int:
-        auth = aiohttp.BasicAuth(SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN)
+        auth = aiohttp.BasicAuth(SIMULATOR_ACCOUNT_SID, BENCH_SIMULATOR_TOKEN)
         accepted = 0
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
             pending = iter(forms)

@@ -15,9 +15,10 @@ import sys
 
 from aiohttp import web
 
+from broadcast.benchmarks.environment import BENCH_SIMULATOR_TOKEN
 from channels.simulators import SimulatedProvider, Simulators
 from channels.simulators.twilio import TwilioBehaviour, TwilioSimulator
-from channels.twilio.account import SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN
+from channels.twilio.account import SIMULATOR_ACCOUNT_SID
 
 
 class Stats(SimulatedProvider):
@@ -57,7 +58,7 @@ class Stats(SimulatedProvider):
 
 
 async def serve(port: int, behaviour: TwilioBehaviour, webhook: str | None) -> None:
-    twilio = TwilioSimulator(SIMULATOR_ACCOUNT_SID, SIMULATOR_AUTH_TOKEN, webhook, behaviour)
+    twilio = TwilioSimulator(SIMULATOR_ACCOUNT_SID, BENCH_SIMULATOR_TOKEN, webhook, behaviour)
     simulators = Simulators([twilio, Stats(twilio)])
     url = await simulators.start("127.0.0.1", port)
     print(f"ready {url}", flush=True)

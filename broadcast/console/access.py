@@ -103,6 +103,12 @@ def require_areas(user: User, codes: Sequence[str], field: str = "target.areas")
         raise Forbidden(f"area(s) {', '.join(beyond)} are outside your areas ({mine})", field)
 
 
+def require_referenced(user: User, alert: Alert) -> None:
+    """An update or cancel may name only an alert wholly inside the user's areas (its areas unsaid)."""
+    if outside(user, alert.target.areas):
+        raise Forbidden(f"alert {alert.id} is outside your areas", "references")
+
+
 def can_see(user: User, alert: Alert) -> bool:
     return may(user, Permission.view_alerts) and touches(user, alert.target.areas)
 

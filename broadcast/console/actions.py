@@ -9,12 +9,24 @@ withdrawn instead: nobody has been told, so nobody needs to be.
 from __future__ import annotations
 
 from broadcast import alerts
-from broadcast.console.access import Permission, require, require_alert, require_areas
-from broadcast.console.users import User
+from broadcast.console.access import Permission, require, require_alert, require_areas, require_referenced
+from broadcast.console.users import User, load_user
 from broadcast.context import Context
 from broadcast.models import Alert, AlertDraft, AlertStatus, MessageType
 
 LIVE = (AlertStatus.issued, AlertStatus.sending)
+
+
+def account(ctx: Context, name: str) -> User:
+    """The enabled account a name typed on the command line stands for (any spelling of it)."""
+    user = load_user(ctx.redis, ctx.keys, alerts.identity(name))
+    if user is None:
+        raise alerts.AlertError(
+            f"no account named {name.strip()!r}; add one with `broadcast users add`", status=404, field="by"
+        )
+    if user.disabled:
+        raise alerts.AlertError(f"the account {user.name} is disabled", status=403, field="by")
+    return user
 
 
 def compose_as(ctx: Context, user: User, draft: AlertDraft, origin: str) -> Alert:
@@ -22,8 +34,7 @@ def compose_as(ctx: Context, user: User, draft: AlertDraft, origin: str) -> Aler
     require(user, Permission.compose)
     require_areas(user, draft.target.areas)
     if draft.references:
-        referenced = alerts.get_alert(ctx, draft.references)
-        require_areas(user, referenced.target.areas, "references")
+        require_referenced(user, alerts.get_alert(ctx, draft.references))
     return alerts.compose(ctx, draft.model_copy(update={"composed_by": user.name}), origin=origin)
 
 
@@ -45,8 +56,6 @@ def lift_draft(alert: Alert, user: User) -> AlertDraft:
         composed_by=user.name,
         msg_type=MessageType.cancel,
         references=alert.id,
-        # One cancel message per alert, however many officers press the button.
-        request_id=f"lift-alert-{alert.id}",
     )
 
 
@@ -60,7 +69,13 @@ def cancel_as(ctx: Context, user: User, alert_id: str, origin: str, *, notify: b
             raise alerts.AlertError(
                 f"alert {alert.id} is {alert.status.value}; only an issued warning can be lifted", status=409
             )
-        lift = alerts.compose(ctx, lift_draft(alert, user), origin=origin)
+        # One cancel message per alert, however many officers press the button: its key is the
+        # service's own, out of reach of any request_id a client sends.
+        lift = alerts.compose(
+            ctx, lift_draft(alert, user), origin=origin, idempotency_key=ctx.keys.alert_lift(alert.id)
+        )
+        if lift.references != alert.id or lift.msg_type is not MessageType.cancel:
+            raise alerts.AlertError(f"alert {lift.id} is not the cancel message of alert {alert.id}", status=409)
     try:
         stopped = alerts.cancel(ctx, alert_id, user.name, origin=origin)
     except alerts.AlertError as exc:

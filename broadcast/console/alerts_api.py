@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +20,7 @@ from aiohttp import web
 from broadcast.console.access import Forbidden, Permission, can_see, require, scoped_progress
 from broadcast.console.actions import approve_as, cancel_as, compose_as
 from broadcast.console.alert_list import visible_alerts
-from broadcast.console.audit_log import AuditReader
+from broadcast.console.audit_log import AuditReader, is_entry_id
 from broadcast.console.guard import Principal, principal
 from broadcast.console.schemas import AlertList, AlertRequest, Approval, AuditPage, Cancellation, CancelResult
 from broadcast.deliver import load_alert_async
@@ -98,22 +99,22 @@ async def cancel_alert(request: web.Request) -> web.Response:
     alert, lift = await asyncio.to_thread(
         cancel_as, ctx, found.user, request.match_info["id"], found.origin, notify=body.notify
     )
-    if not body.notify:
-        return _json(alert.model_dump(mode="json"))
     return _json(CancelResult(alert=alert, lift=lift).model_dump(mode="json"))
 
 
 async def read_audit(request: web.Request) -> web.Response:
     ctx, found = request.app[CTX], principal(request)
     require(found.user, Permission.audit)
-    try:
-        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
-    except ValueError:
-        return error(422, "limit must be a whole number", "limit")
-    before = request.query.get("before") or None
-    if before is not None and not all(part.isdigit() for part in before.split("-", 1)):
+    limit_text = request.query.get("limit", "100")
+    limit = int(limit_text) if re.fullmatch(r"[0-9]{1,4}", limit_text) else 0
+    if not 1 <= limit <= 1000:
+        return error(422, "limit must be a whole number from 1 to 1000", "limit")
+    before = request.query.get("before")
+    if before is not None and not is_entry_id(before):
         return error(422, "before must be an audit entry id such as 1700000000000-0", "before")
-    alert_id = request.query.get("alert") or None
+    alert_id = request.query.get("alert")
+    if alert_id is not None and not re.fullmatch(r"[0-9]{1,12}", alert_id):
+        return error(422, "alert must be an alert id", "alert")
     reader = AuditReader(ctx.redis, ctx.keys, found.user)
     entries = await asyncio.to_thread(reader.page, limit, before, alert_id)
     next_before = entries[-1].id if len(entries) == limit else None
@@ -124,7 +125,7 @@ def add_routes(app: web.Application) -> None:
     """Mount the alert and audit routes."""
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_post("/api/v1/alerts", create_alert)
-    app.router.add_get("/api/v1/alerts/{id}", get_alert)
-    app.router.add_post("/api/v1/alerts/{id}/approve", approve_alert)
-    app.router.add_post("/api/v1/alerts/{id}/cancel", cancel_alert)
+    app.router.add_get(r"/api/v1/alerts/{id:\d{1,12}}", get_alert)
+    app.router.add_post(r"/api/v1/alerts/{id:\d{1,12}}/approve", approve_alert)
+    app.router.add_post(r"/api/v1/alerts/{id:\d{1,12}}/cancel", cancel_alert)
     app.router.add_get("/api/v1/audit", read_audit)

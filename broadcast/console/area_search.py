@@ -13,6 +13,7 @@ from broadcast.console.guard import principal
 from broadcast.web import CTX, error
 
 MAX_RESULTS = 20
+SPACES = " \t\n\r\f\v"  # what q may be padded with (and /openapi.json says so)
 OFFICIAL = (AreaLevel.city, AreaLevel.district, AreaLevel.street, AreaLevel.community)
 
 
@@ -41,8 +42,9 @@ def search(tree: AreaTree, query: str, allowed: Any) -> list[dict[str, Any]]:
 async def search_areas(request: web.Request) -> web.Response:
     """GET /api/v1/search/areas?q=: up to 20 areas inside the caller's own."""
     ctx, user = request.app[CTX], principal(request).user
-    query = request.query.get("q", "").strip()
-    if not query or len(query) > 40:
+    raw = request.query.get("q", "")
+    query = raw.strip(SPACES)
+    if not query or len(raw) > 40:
         return error(422, "q must be 1–40 characters: part of a name, or the start of a code", "q")
     tree = await asyncio.to_thread(AreaTree.current, ctx.redis, ctx.keys)
     areas = await asyncio.to_thread(search, tree, query, lambda code: covers(user, code))

@@ -6,9 +6,8 @@ their own sign-ins; a user's view never shows other areas' alerts.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +17,11 @@ from broadcast.alerts import load_alert
 from broadcast.console.access import can_see, city_wide
 from broadcast.console.schemas import AuditEntry
 from broadcast.console.users import User
+from broadcast.csv_export import csv_document
 from broadcast.keys import Keys, as_text
 
 CHUNK = 500
+ENTRY_ID = re.compile(r"[0-9]{1,19}(-[0-9]{1,19})?")
 CSV_FIELDS = ("id", "at", "actor", "action", "alert", "origin", "detail")
 
 
@@ -35,6 +36,11 @@ def _entry(entry_id: object, fields: Any) -> AuditEntry:
         origin=data.get("origin", ""),
         detail=json.loads(data.get("detail") or "{}"),
     )
+
+
+def is_entry_id(text: str) -> bool:
+    """True for an audit entry id ("ms-seq" or "ms", 1 to 19 digits each: what Redis takes and more)."""
+    return ENTRY_ID.fullmatch(text) is not None
 
 
 class AuditReader:
@@ -79,21 +85,17 @@ class AuditReader:
 
 
 def as_csv(entries: Iterator[AuditEntry]) -> str:
-    """The entries as CSV (UTF-8 with BOM so spreadsheet programs read the Chinese right)."""
-    buffer = io.StringIO()
-    buffer.write("\ufeff")
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_FIELDS)
-    for entry in entries:
-        writer.writerow(
-            [
-                entry.id,
-                entry.at,
-                entry.actor,
-                entry.action,
-                entry.alert,
-                entry.origin,
-                json.dumps(entry.detail, ensure_ascii=False),
-            ]
-        )
-    return buffer.getvalue()
+    """The entries as CSV, every cell written as text a spreadsheet will not run (see csv_export)."""
+    rows = (
+        [
+            entry.id,
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.alert,
+            entry.origin,
+            json.dumps(entry.detail, ensure_ascii=False),
+        ]
+        for entry in entries
+    )
+    return csv_document(CSV_FIELDS, rows)

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from broadcast.console.access import Permission, require
-from broadcast.console.audit_log import AuditReader, as_csv
+from broadcast.console.audit_log import AuditReader, as_csv, is_entry_id
 from broadcast.console.guard import principal
 from broadcast.console.render import console_page, names_of
 from broadcast.web import CTX
@@ -31,7 +31,7 @@ async def show_audit(request: web.Request) -> web.Response:
     ctx, user = request.app[CTX], principal(request).user
     require(user, Permission.audit)
     before = request.query.get("before") or None
-    if before is not None and not all(part.isdigit() for part in before.split("-", 1)):
+    if before is not None and not is_entry_id(before):
         before = None
     entries = await asyncio.to_thread(AuditReader(ctx.redis, ctx.keys, user).page, PAGE_SIZE, before, None)
     older = entries[-1].id if len(entries) == PAGE_SIZE else None

@@ -21,13 +21,13 @@ from broadcast.console.users import (
     Role,
     User,
     UserError,
-    check_password,
-    hasher,
     list_users,
     load_user,
     new_user,
     public_view,
     store_user,
+    with_disabled,
+    with_password,
 )
 from broadcast.context import Context
 
@@ -103,17 +103,15 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_password(ctx: Context, args: argparse.Namespace) -> int:
     user = _existing(ctx, args.name)
     password = read_password(args.password_stdin)
-    check_password(password)
-    changed = user.model_copy(update={"password_hash": hasher().hash(password)})
-    store_user(ctx.redis, ctx.keys, changed, replace=True)
+    store_user(ctx.redis, ctx.keys, with_password(user, password), replace=True)
     audit(ctx, "cli", "user_password", origin="cli", user=args.name)
-    print(f"password of {args.name} changed")
+    print(f"password of {args.name} changed; their sessions have ended")
     return 0
 
 
 def cmd_disable(ctx: Context, args: argparse.Namespace) -> int:
     user = _existing(ctx, args.name)
-    store_user(ctx.redis, ctx.keys, user.model_copy(update={"disabled": not args.enable}), replace=True)
+    store_user(ctx.redis, ctx.keys, with_disabled(user, not args.enable), replace=True)
     audit(ctx, "cli", "user_enable" if args.enable else "user_disable", origin="cli", user=args.name)
     print(f"{args.name} {'enabled' if args.enable else 'disabled: their sessions and tokens stop working now'}")
     return 0

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from audiences.areas import AreaTree
 from audiences.groups import custom_groups
 from broadcast import alerts
-from broadcast.console.access import Forbidden, Permission, can_see, require, require_areas
+from broadcast.console.access import Forbidden, Permission, can_see, require, require_areas, require_referenced
 from broadcast.console.actions import compose_as
 from broadcast.console.briefing import brief, messages, reach, validity
 from broadcast.console.compose_form import (
@@ -149,12 +149,14 @@ async def review(request: web.Request) -> web.Response:
     try:
         draft = AlertDraft.model_validate(data)
         require_areas(found.user, draft.target.areas)
-        await asyncio.to_thread(alerts.check_draft, ctx, draft)
+        referenced = await asyncio.to_thread(alerts.check_draft, ctx, draft)
+        if referenced is not None:
+            require_referenced(found.user, referenced)
         texts = await messages(request, draft)
     except (ValidationError, alerts.AlertError, Forbidden) as exc:
         return await compose_form(request, data, problems_of(exc), 422)
     counts = await asyncio.to_thread(reach, ctx, draft)
-    pending = alerts.needs_approval(ctx, draft)
+    pending = alerts.needs_approval(ctx, draft, referenced)
     facts = await asyncio.to_thread(brief, ctx, draft, counts)
     return console_page(
         request,

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from broadcast.console.access import Forbidden
 from broadcast.console.api_tokens import token_owner
-from broadcast.console.sessions import COOKIE, Session, find_session, same_token
+from broadcast.console.sessions import COOKIE, Session, close_session, find_session, same_token
 from broadcast.console.users import Role, User, load_user_async
 from broadcast.web import CTX, REDIS, error
 
@@ -86,6 +86,9 @@ async def identify(request: web.Request) -> Principal | None:
         name = session.user
     user = await load_user_async(client, ctx.keys, name)
     if user is None or user.disabled:
+        return None
+    if session is not None and session.generation != user.generation:
+        await close_session(client, ctx.keys, session)  # opened before a password change or a disable
         return None
     return Principal(user, session, label, address)
 

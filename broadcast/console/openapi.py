@@ -20,9 +20,14 @@ from broadcast.console.schemas import (
     CancelResult,
     ErrorResponse,
 )
-from broadcast.models import Alert, AlertDraft
+from broadcast.models import Alert
 
 OBJECT = "object"
+
+
+ALERT_ID = {"type": "string", "pattern": r"^[0-9]{1,12}$"}
+AREA_CODE = {"type": "string", "pattern": r"^[0-9]{12}([0-9]{2}([0-9]{3})?)?$"}
+LEVELS = "(district|street|community)?"
 
 
 class Operation(BaseModel):
@@ -35,6 +40,13 @@ class Operation(BaseModel):
     answer: type[BaseModel] | str = OBJECT  # a model, or a description of a free-form JSON object
     status: int = 200
     signed_in: bool = True
+    query: list[dict[str, Any]] = []  # query parameters, as OpenAPI parameter objects
+    stream: bool = False  # also answers text/event-stream to a client that asks for it
+
+
+def query(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> dict[str, Any]:
+    """A query parameter as the document declares it."""
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
 
 OPERATIONS = [
@@ -51,7 +63,7 @@ OPERATIONS = [
         method="post",
         path="/api/v1/alerts/preview",
         summary="Every channel's text and cost for a draft; stores nothing",
-        body=AlertDraft,
+        body=AlertRequest,
         answer="messages by channel and language, with SMS parts and push bytes",
     ),
     Operation(
@@ -59,12 +71,21 @@ OPERATIONS = [
         path="/api/v1/alerts/{id}",
         summary="Progress: totals, channels, and areas cut to the caller's own",
         answer="totals, channels, and areas by district, street and community",
+        query=[
+            query(
+                "areas",
+                {"type": "string", "pattern": f"^{LEVELS}(,{LEVELS})*$"},
+                "the area levels to list, comma-separated (default all; district,street leaves out committees)",
+            )
+        ],
     ),
     Operation(
         method="get",
         path="/api/v1/alerts/{id}/events",
-        summary="Live progress as server-sent events (text/event-stream), one 'progress' event per change",
-        answer="a stream of progress documents",
+        summary="Live progress as server-sent events, one 'progress' event per change, to a client that "
+        "accepts text/event-stream; to any other, the progress document as it is now",
+        answer="the progress document (as text/event-stream: a stream of them)",
+        stream=True,
     ),
     Operation(
         method="post",
@@ -80,7 +101,19 @@ OPERATIONS = [
         body=Cancellation,
         answer=CancelResult,
     ),
-    Operation(method="get", path="/api/v1/audit", summary="The audit log as the caller may read it", answer=AuditPage),
+    Operation(
+        method="get",
+        path="/api/v1/audit",
+        summary="The audit log as the caller may read it, newest first",
+        answer=AuditPage,
+        query=[
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "entries per page (default 100)"),
+            query(
+                "before", {"type": "string", "pattern": r"^[0-9]{1,19}(-[0-9]{1,19})?$"}, "next_before of the last page"
+            ),
+            query("alert", ALERT_ID, "only the entries about this alert"),
+        ],
+    ),
     Operation(method="get", path="/api/v1/areas", summary="How many areas of each level", answer="area statistics"),
     Operation(
         method="get",
@@ -93,6 +126,14 @@ OPERATIONS = [
         path="/api/v1/search/areas",
         summary="Areas inside the caller's own whose name contains q or whose code starts with it",
         answer="areas",
+        query=[
+            query(
+                "q",
+                {"type": "string", "minLength": 1, "maxLength": 40, "pattern": r"[^ \t\n\r\f\v]"},
+                "part of a name, or the start of a code",
+                required=True,
+            )
+        ],
     ),
     Operation(
         method="post",
@@ -123,20 +164,25 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 def _operation(op: Operation) -> dict[str, Any]:
     answer = op.answer
     schema = _ref(answer) if not isinstance(answer, str) else {"type": "object", "description": answer}
+    content = _json(schema)
+    if op.stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
     out: dict[str, Any] = {
         "summary": op.summary,
         "responses": {
-            str(op.status): {"description": "success", "content": _json(schema)},
+            str(op.status): {"description": "success", "content": content},
             "4XX": {"description": "refused; the body names the field at fault", "content": _json(_ref(ErrorResponse))},
         },
     }
     if op.body is not None:
         out["requestBody"] = {"required": True, "content": _json(_ref(op.body))}
+    path_schemas = {"id": ALERT_ID, "code": AREA_CODE}
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in ("id", "code")
+        {"name": name, "in": "path", "required": True, "schema": schema}
+        for name, schema in path_schemas.items()
         if "{" + name + "}" in op.path
     ]
+    parameters += op.query
     if parameters:
         out["parameters"] = parameters
     out["security"] = [{"bearer": []}, {"session": []}] if op.signed_in else []

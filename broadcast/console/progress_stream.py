@@ -1,9 +1,11 @@
 """Live progress over server-sent events: ``GET /api/v1/alerts/{id}/events``.
 
-Every second the stream reads the alert's counters (a few hash reads, whatever its size) and sends
-the progress document, cut to the user's areas, when it has changed; a comment line every 15 s
-keeps proxies from closing a quiet stream. The stream ends when the user's session or token stops
-being valid, when the client goes away, or when the server shuts down.
+A client that accepts ``text/event-stream`` (a browser's EventSource does) gets the stream; any
+other gets the progress document as it is now. Every second the stream reads the alert's counters
+(a few hash reads, whatever its size) and sends the progress document, cut to the user's areas,
+when it has changed; a comment line every 15 s keeps proxies from closing a quiet stream. The
+stream ends when the user's session or token stops being valid, when the client goes away, or
+when the server shuts down.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if isinstance(found, web.Response):
         return found
     ctx, user = request.app[CTX], principal(request).user
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        # A client that did not ask for a stream (curl, a script) gets the progress as it is now.
+        return web.json_response(
+            await snapshot(request, found, user), dumps=lambda value: json.dumps(value, ensure_ascii=False)
+        )
     stopping = request.app[STOPPING]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -95,4 +102,4 @@ def add_routes(app: web.Application) -> None:
         app[STOPPING].set()
 
     app.on_shutdown.append(stop_streams)
-    app.router.add_get("/api/v1/alerts/{id}/events", stream)
+    app.router.add_get(r"/api/v1/alerts/{id:\d{1,12}}/events", stream)

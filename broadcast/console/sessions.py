@@ -2,7 +2,8 @@
 
 Redis holds only the token's SHA-256 digest, so a copy of the database opens no session. Each
 session carries its own CSRF token, which every form and every script request sends back.
-A session ends when its user signs out, or ``session_hours`` after it was last used.
+A session ends when its user signs out, ``session_hours`` after it was last used, or when the
+user's password changes or the account is disabled (the session keeps the account's generation).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import redis.asyncio
 from aiohttp import web
 
+from broadcast.console.users import User
 from broadcast.keys import Keys, as_text
 from broadcast.settings import Settings
 
@@ -32,6 +34,7 @@ class Session:
     digest: str
     user: str
     csrf: str
+    generation: int = 0
 
 
 def _ttl(settings: Settings) -> int:
@@ -39,14 +42,15 @@ def _ttl(settings: Settings) -> int:
 
 
 async def open_session(
-    client: redis.asyncio.Redis, keys: Keys, settings: Settings, user: str, origin: str, now: str
+    client: redis.asyncio.Redis, keys: Keys, settings: Settings, user: User, origin: str, now: str
 ) -> tuple[str, Session]:
     """A new session for ``user``: the cookie's token, and the session."""
     token = secrets.token_urlsafe(32)
-    session = Session(digest(token), user, secrets.token_urlsafe(24))
+    session = Session(digest(token), user.name, secrets.token_urlsafe(24), user.generation)
     key = keys.session(session.digest)
+    mapping = {"user": user.name, "csrf": session.csrf, "generation": user.generation, "created": now, "origin": origin}
     async with client.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping={"user": user, "csrf": session.csrf, "created": now, "origin": origin})
+        pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
         pipe.expire(key, _ttl(settings))
         await pipe.execute()
     return token, session
@@ -58,12 +62,12 @@ async def find_session(client: redis.asyncio.Redis, keys: Keys, settings: Settin
         return None
     key = keys.session(digest(token))
     async with client.pipeline(transaction=False) as pipe:
-        pipe.hmget(key, ["user", "csrf"])
+        pipe.hmget(key, ["user", "csrf", "generation"])
         pipe.expire(key, _ttl(settings))  # a no-op on an ended session
-        (user, csrf), _ = await pipe.execute()
+        (user, csrf, generation), _ = await pipe.execute()
     if user is None or csrf is None:
         return None
-    return Session(digest(token), as_text(user), as_text(csrf))
+    return Session(digest(token), as_text(user), as_text(csrf), int(generation or 0))
 
 
 async def close_session(client: redis.asyncio.Redis, keys: Keys, session: Session) -> None:

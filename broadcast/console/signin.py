@@ -31,6 +31,7 @@ from broadcast.web import CTX, REDIS
 
 LOGIN_PATH = "/login"
 MAX_NAME = 64
+VERIFICATIONS = web.AppKey("password_verifications", asyncio.Semaphore)
 
 
 def safe_next(target: str) -> str:
@@ -70,22 +71,24 @@ async def sign_in(request: web.Request) -> web.Response:
         return login_form(request, 403, "登录表单已过期，请重新输入。The form expired; please sign in again.", name)
     if not name or not password:
         return login_form(request, 422, "请输入用户名和密码。Enter your user name and password.", name)
-    wait = await login_limit.locked_for(client, ctx.keys, ctx.settings, name, address)
+    wait = await login_limit.attempt(client, ctx.keys, ctx.settings, name, address)
     if wait:
         minutes = (wait + 59) // 60
         message = f"登录失败次数过多，请 {minutes} 分钟后再试。Too many failed sign-ins; try again in {minutes} min."
         return login_form(request, 429, message, name)
     user = await asyncio.to_thread(load_user, ctx.redis, ctx.keys, name)
-    if not await asyncio.to_thread(verify_password, user, password):
-        await login_limit.record_failure(client, ctx.keys, ctx.settings, name, address)
+    # argon2 costs 64 MiB and tens of milliseconds a check: a process runs only a few at once.
+    async with request.app[VERIFICATIONS]:
+        right = await asyncio.to_thread(verify_password, user, password)
+    if not right:
         await asyncio.to_thread(audit, ctx, name, "sign_in_failed", origin=address)
         return login_form(request, 401, "用户名或密码不正确。Wrong user name or password.", name)
     assert user is not None
-    await login_limit.clear(client, ctx.keys, name)
+    await login_limit.succeeded(client, ctx.keys, name, address)
     better = await asyncio.to_thread(rehashed, user, password)
     if better is not None:
         await asyncio.to_thread(store_user, ctx.redis, ctx.keys, better, replace=True)
-    token, _ = await open_session(client, ctx.keys, ctx.settings, user.name, address, ctx.clock.now().isoformat())
+    token, _ = await open_session(client, ctx.keys, ctx.settings, user, address, ctx.clock.now().isoformat())
     await asyncio.to_thread(audit, ctx, user.name, "sign_in", origin=f"{address} (console)")
     response = web.HTTPSeeOther(safe_next(str(form.get("next", "/console"))))
     set_session_cookie(response, ctx.settings, token)
@@ -105,6 +108,7 @@ async def sign_out(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[VERIFICATIONS] = asyncio.Semaphore(app[CTX].settings.login_concurrency)
     app.router.add_get(LOGIN_PATH, show_login)
     app.router.add_post(LOGIN_PATH, sign_in)
     app.router.add_post("/console/logout", sign_out)

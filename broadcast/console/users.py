@@ -69,6 +69,8 @@ class User(BaseModel):
     password_hash: str
     disabled: bool = False
     created_at: datetime
+    # Bumped when the password changes or the account is disabled: sessions opened before end.
+    generation: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -162,6 +164,18 @@ def verify_password(user: User | None, password: str) -> bool:
     except (VerificationError, InvalidHashError):
         return False
     return user is not None and not user.disabled
+
+
+def with_password(user: User, password: str) -> User:
+    """The user with a new password; every session opened with the old one ends."""
+    check_password(password)
+    return user.model_copy(update={"password_hash": hasher().hash(password), "generation": user.generation + 1})
+
+
+def with_disabled(user: User, disabled: bool) -> User:
+    """The user disabled (every session and sign-in ends; tokens stop working) or enabled again."""
+    generation = user.generation + 1 if disabled else user.generation
+    return user.model_copy(update={"disabled": disabled, "generation": generation})
 
 
 def rehashed(user: User, password: str) -> User | None:

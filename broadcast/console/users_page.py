@@ -11,7 +11,7 @@ from broadcast.alerts import audit
 from broadcast.console.access import Permission, require
 from broadcast.console.guard import principal
 from broadcast.console.render import console_page, message_page, names_of
-from broadcast.console.users import list_users, load_user, store_user
+from broadcast.console.users import list_users, load_user, store_user, with_disabled
 from broadcast.web import CTX
 
 
@@ -33,7 +33,7 @@ async def set_disabled(request: web.Request) -> web.Response:
     target = await asyncio.to_thread(load_user, ctx.redis, ctx.keys, name)
     if target is None:
         return message_page(request, 404, f"没有用户 {name} No user named {name}")
-    changed = target.model_copy(update={"disabled": disable})
+    changed = with_disabled(target, disable)
     await asyncio.to_thread(store_user, ctx.redis, ctx.keys, changed, replace=True)
     action = "user_disable" if disable else "user_enable"
     await asyncio.to_thread(audit, ctx, found.user.name, action, origin=found.origin, user=name)

@@ -1,8 +1,11 @@
 """The Twilio account a deployment sends through, and Twilio's webhook signature.
 
-Without real credentials every process uses the local simulator's account: same SID, same
-token, same address, so a ``broadcast serve`` and any number of ``broadcast worker`` processes
-agree without configuration.
+Without real credentials every process uses the local simulator's account: same SID and address
+everywhere, and an auth token derived from the deployment's secret (``BROADCAST_SECRET_KEY``, or
+the one kept in Redis), so a ``broadcast serve`` and any number of ``broadcast worker`` processes
+agree without configuration while nobody outside the deployment can sign a webhook. Simulated
+webhooks are accepted only while the service is reachable on loopback alone, unless
+``BROADCAST_SIMULATOR_WEBHOOKS_PUBLIC`` says otherwise.
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from broadcast.settings import Settings
+from broadcast.tokens import mac
 
 SIMULATOR_ACCOUNT_SID = "AC" + "5e" * 16
-SIMULATOR_AUTH_TOKEN = "simulator-auth-token-not-secret"
+# A process that does not know the deployment's secret signs, and accepts, nothing anyone else can.
+_UNSHARED_SECRET = secrets.token_bytes(32)
 SIMULATOR_FROM = "+8610691234"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
@@ -37,6 +45,22 @@ class TwilioAccount:
         return f"TwilioAccount(sid={self.sid!r}, api_base={self.api_base!r}, simulated={self.simulated})"
 
 
+def simulator_auth_token(secret: bytes) -> str:
+    """The simulated account's auth token for the deployment whose secret this is."""
+    return mac(secret, "twilio-simulator", length=32)
+
+
+def loopback_only(settings: Settings) -> bool:
+    """True when the service listens on, and is announced at, this machine's loopback alone."""
+    for host in (settings.host, urlparse(settings.public_url).hostname or ""):
+        try:
+            if not (host == "localhost" or ipaddress.ip_address(host).is_loopback):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
 def twilio_account(settings: Settings) -> TwilioAccount:
     """The configured account, or the simulator's when no credentials are set."""
     if settings.twilio_configured:
@@ -49,9 +73,10 @@ def twilio_account(settings: Settings) -> TwilioAccount:
             messaging_service_sid=settings.twilio_messaging_service_sid,
             simulated=False,
         )
+    secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else _UNSHARED_SECRET
     return TwilioAccount(
         sid=SIMULATOR_ACCOUNT_SID,
-        auth_token=SIMULATOR_AUTH_TOKEN,
+        auth_token=simulator_auth_token(secret),
         api_base=settings.simulator_url,
         sender=settings.twilio_from or SIMULATOR_FROM,
         messaging_service_sid=settings.twilio_messaging_service_sid,

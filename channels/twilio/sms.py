@@ -38,6 +38,7 @@ from channels.twilio.account import (
     SIGNATURE_HEADER,
     TwilioAccount,
     configuration_problems,
+    loopback_only,
     twilio_account,
     verify,
 )
@@ -145,6 +146,12 @@ class TwilioChannel(Channel):
 
     def authenticate(self, request: InboundRequest) -> None:
         """Refuse a request Twilio did not sign, or signed for another account."""
+        if self.account.simulated and not (self.settings.simulator_webhooks_public or loopback_only(self.settings)):
+            raise InboundRejected(
+                403,
+                "simulated provider webhooks are accepted only while the service is on loopback; "
+                "set BROADCAST_SIMULATOR_WEBHOOKS_PUBLIC=true to accept them here",
+            )
         if not verify(self.account.auth_token, request.url, request.form, request.headers.get(SIGNATURE_HEADER)):
             raise InboundRejected(403, "missing or wrong X-Twilio-Signature")
         if request.form.get("AccountSid") != self.account.sid:
