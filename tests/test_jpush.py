@@ -235,7 +235,7 @@ def test_partial_failures_in_a_batch_reach_the_right_recipients(settings: Settin
             stack.jpush.behaviour.refuse[token] = int(answer)
     results = asyncio.run(_send(JPush(settings), messages))
 
-    expected = {o: (Outcome.accepted, None) for o in range(12)}
+    expected: dict[int, tuple[Outcome, int | None]] = {o: (Outcome.accepted, None) for o in range(12)}
     expected.update({o: (outcome, code) for o, _, outcome, code in PARTIAL})
     assert {r.ordinal: (r.outcome, r.error_code) for r in results} == expected
     assert len(stack.jpush.batches) == 1

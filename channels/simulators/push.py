@@ -147,17 +147,21 @@ class JPushSimulator(SimulatedApp):
     def _authorised(self, request: web.Request) -> bool:
         return secrets.compare_digest(request.headers.get("Authorization", ""), self.credentials)
 
+    async def _refused(self, request: web.Request) -> web.Response | None:
+        """A push request's answer before its body is read: wrong credentials, or an injected failure."""
+        if not self._authorised(request):
+            return _jpush_error(401, 1004, "Authen failed")
+        return await self._injected()
+
     def _new_message(self, devices: set[str]) -> int:
         msg_id = secrets.randbelow(10**12) + 10**11
         self._messages[msg_id] = devices
         return msg_id
 
     async def _push(self, request: web.Request) -> web.Response:
-        if not self._authorised(request):
-            return _jpush_error(401, 1004, "Authen failed")
-        injected = await self._injected()
-        if injected is not None:
-            return injected
+        refused = await self._refused(request)
+        if refused is not None:
+            return refused
         try:
             body = await request.json()
             ids = body["audience"]["registration_id"]
@@ -179,10 +183,8 @@ class JPushSimulator(SimulatedApp):
         """The cid pool: ``count`` (1 to 1,000, at most 10 for an app without VIP rights) of ``{appkey}-{uuid}``."""
         if not self._authorised(request):
             return _jpush_error(401, 1004, "Authen failed")
-        count = request.query.get("count", "1")
-        if not (count.isascii() and count.isdigit() and 1 <= int(count) <= 1000) or request.query.get(
-            "type", "push"
-        ) not in ("push", "schedule"):
+        count, kind = request.query.get("count", "1"), request.query.get("type", "push")
+        if not (count.isascii() and count.isdigit() and 1 <= int(count) <= 1000 and kind in ("push", "schedule")):
             return _jpush_error(400, 1003, "Parameter value is invalid")
         self.cid_requests += 1
         cids = [f"{self.app_key}-{uuid.uuid4()}" for _ in range(min(int(count), 1000 if self.behaviour.vip else 10))]
@@ -191,11 +193,9 @@ class JPushSimulator(SimulatedApp):
 
     async def _batch(self, request: web.Request) -> web.Response:
         """Batch single push: per cid of the pushlist, its own notification to its own device."""
-        if not self._authorised(request):
-            return _jpush_error(401, 1004, "Authen failed")
-        injected = await self._injected()
-        if injected is not None:
-            return injected
+        refused = await self._refused(request)
+        if refused is not None:
+            return refused
         if not self.behaviour.vip:
             return _jpush_error(403, 2006, "non-VIP user")
         try:
@@ -220,8 +220,8 @@ class JPushSimulator(SimulatedApp):
             code = self.behaviour.refuse.get(token) or (1011 if token in self.behaviour.unregistered else None)
             if code is not None:
                 # As JPush's own example shows, an unknown target may come back with a msg_id and an error.
-                refused: dict[str, Any] = {"error": {"code": code, "message": "simulated refusal"}}
-                answer[cid] = {"msg_id": self._new_message(set()), **refused} if code == 1011 else refused
+                error: dict[str, Any] = {"error": {"code": code, "message": "simulated refusal"}}
+                answer[cid] = {"msg_id": self._new_message(set()), **error} if code == 1011 else error
                 continue
             self._cid_pool.discard(cid)
             self._pushed[cid] = self._new_message({token})
