@@ -54,7 +54,8 @@ class Simulators:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0: any free port); returns the base URL."""
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
-        app = web.Application(client_max_size=256 * 1024)
+        # A JPush batch carries up to 1,000 notifications, about 1.5 KB each.
+        app = web.Application(client_max_size=4 * 1024 * 1024)
         for provider in self.providers:
             provider.session = self._session
             provider.add_routes(app)
