@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
@@ -72,6 +73,29 @@ def configuration_problems(settings: Settings) -> list[str]:
     if sid and not (sid.startswith("AC") and len(sid) == 34):
         problems.append("BROADCAST_TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     return problems
+
+
+def callback_url(settings: Settings, path: str, alert_id: str, ordinal: int, round_: int = 0, **extra: str) -> str:
+    """A webhook URL we give Twilio for one message or call: it names the alert, the ordinal and the
+    escalation round (``?a=…&o=…&r=…``, under Twilio's signature), and ends with the connection
+    overrides that ask Twilio to retry when we cannot answer (``#rc=5&rp=all``)."""
+    query: dict[str, str | int] = {"a": alert_id, "o": ordinal}
+    if round_:
+        query["r"] = round_
+    query.update(extra)
+    return with_overrides(f"{settings.public_url}{path}?{urlencode(query)}", settings)
+
+
+def with_overrides(url: str, settings: Settings) -> str:
+    """``url`` with the configured connection overrides as its fragment (none when they are unset)."""
+    overrides = settings.twilio_webhook_overrides
+    return f"{url}#{overrides}" if overrides else url
+
+
+def signed_forms(url: str, settings: Settings) -> list[str]:
+    """The URLs a request to ``url`` may have been signed for: Twilio does not send the fragment that
+    carries the connection overrides, and does not say whether it signs with it; either is accepted."""
+    return [with_overrides(url, settings), url] if settings.twilio_webhook_overrides else [url]
 
 
 def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
