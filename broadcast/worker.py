@@ -126,6 +126,16 @@ class BroadcastWorker(Worker):
             # stays in the started registry; its heartbeat lapses and the watchdog retries it.
             OUTAGE.down("recording the end of a job", exc)
 
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline=pipeline)
+            return
+        try:
+            super().set_state(state)
+        except REDIS_DOWN as exc:
+            self._state = state  # what the dashboards show is written again on the next change
+            OUTAGE.down("worker state", exc)
+
     def check_for_suspension(self, burst: bool) -> None:
         try:
             super().check_for_suspension(burst)
@@ -191,7 +201,7 @@ def look_after_jobs(
                 started.cleanup()
             due += enqueue_due(queue)
         if abandoned:
-            log.warning("retrying %d job(s) whose worker stopped beating", abandoned)
+            log.warning("retrying %d job(s) whose heartbeat lapsed (their worker died, or Redis was away)", abandoned)
         if full:
             for queue in queues:
                 clean_registries(queue)
@@ -263,6 +273,11 @@ def run_worker(ctx: Context, *, burst: bool = False) -> bool:
     set_current(ctx)
     prepare_worker(ctx.settings)
     logging.getLogger("rq.worker").addFilter(_OncePerOutage())
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s worker %(process)d: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     stop = threading.Event()
 
     def asked_to_stop(signum: int, frame: FrameType | None) -> None:

@@ -9,7 +9,6 @@ import pytest
 from audiences.population import Population
 from broadcast.clock import ManualClock
 from broadcast.context import Context
-from broadcast.keys import as_text
 from broadcast.models import ChannelKind
 from broadcast.ratelimit import SharedRateLimit
 from broadcast.worker import drain
