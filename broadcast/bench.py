@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "send": "broadcast.benchmarks.send:run",  # messages a second, one worker and four
     "ratelimit": "broadcast.benchmarks.pacing:run_ratelimit",  # an account rate shared by four workers
     "capacity": "broadcast.benchmarks.pacing:run_capacity",  # time to last message at a provider's capacity
+    "faults": "broadcast.benchmarks.faults:run",  # killed workers and web app, Redis restarts, a refusing provider
 }
 
 
@@ -62,5 +63,7 @@ def register(sub: Any) -> None:
     bench.add_argument("--send-messages", type=int, default=40_000, help="messages for one worker (four get twice)")
     bench.add_argument("--capacity", type=float, default=2_000, help="the simulated provider's messages a second")
     bench.add_argument("--capacity-messages", type=int, default=60_000, help="messages for the capacity benchmark")
+    bench.add_argument("--fault-residents", type=int, default=20_000, help="recipients of each faults scenario")
+    bench.add_argument("--fault-capacity", type=float, default=600, help="the refusing provider's messages a second")
     bench.add_argument("--results", default="bench/results", help="directory for the JSON figures")
     bench.set_defaults(handler=cmd_bench)

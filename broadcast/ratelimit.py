@@ -9,9 +9,10 @@ round trip per chunk, not per message.
 The rate is the configured one (``BROADCAST_SMS_RATE_PER_SECOND``), or none. A provider that
 refuses (429) makes every worker learn a rate below it, in Redis, additive-increase /
 multiplicative-decrease: the first refusal starts it at half the configured rate (or at
-``START_RATE``) and doubles it every ``STEP_SECONDS`` until the next refusal; from then on each
-refusal cuts it by ``CUT`` (at most once per ``CUT_EVERY_SECONDS``: the refusals of one overshoot
-are one signal) and every quiet step raises it by ``RISE``. The account is then paced a little under
+``START_RATE``) and doubles it every ``STEP_SECONDS`` until the next refusal, which halves it (the
+last rate that went through); from then on each refusal cuts it to ``CUT`` of itself (at most once
+per ``CUT_EVERY_SECONDS``: the refusals of one overshoot are one signal) and every quiet step
+raises it by ``RISE``. While a learnt rate is in force, bursts are 20 ms of it, not 50 ms. The account is then paced a little under
 the provider's capacity, and refused about once per overshoot rather than for everything sent
 beyond it. A minute without refusals forgets the learnt rate.
 """
@@ -26,9 +27,9 @@ from broadcast.clock import Clock, SystemClock
 
 START_RATE = 10.0  # units a second after a first refusal when no rate is configured
 STEP_SECONDS = 0.25  # how often the learnt rate rises
-CUT = 0.85  # a refusal cuts the learnt rate to this share
+CUT = 0.9  # a refusal cuts the learnt rate to this share
 CUT_EVERY_SECONDS = 0.5  # at most one cut this often
-RISE = 1.02  # a quiet step raises it by this factor (about 8 % a second)
+RISE = 1.015  # a quiet step raises it by this factor (about 6 % a second)
 FORGET_SECONDS = 60  # a learnt rate lasts this long after the last refusal
 MIN_RATE = 1.0
 
@@ -42,6 +43,10 @@ local rate, mode, changed, cut = tonumber(learnt[1]), learnt[2], tonumber(learnt
 if ARGV[5] == "1" then
   if not rate then
     rate, mode, changed, cut = (configured > 0 and configured / 2 or START_RATE), 'start', now, now
+  elseif mode == 'start' then
+    -- Doubling overshot: the last rate that went through was half this one. (Refusals of what was
+    -- in flight when the learning began, before any doubling, say nothing new.)
+    if now - cut >= STEP then rate, mode, changed, cut = math.max(MIN_RATE, rate / 2), 'steady', now, now end
   elseif now - cut >= CUT_EVERY then
     rate, mode, changed, cut = math.max(MIN_RATE, rate * CUT), 'steady', now, now
   end
@@ -56,7 +61,7 @@ elseif rate and now - changed >= STEP then
 end
 if configured > 0 and (not rate or configured < rate) then rate = configured end
 if not rate then return {1, "0", "0"} end
-if burst <= 0 then burst = math.max(1, rate / 20) end
+if burst <= 0 then burst = math.max(1, rate / (learnt[1] and 50 or 20)) end
 local interval = 1 / rate
 local tat = tonumber(redis.call('GET', KEYS[1]) or "0")
 if tat < now then tat = now end

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,9 +28,9 @@ from rq.registry import ScheduledJobRegistry
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import Population, generate, store_population
 from audiences.volunteers import VolunteerRole
+from broadcast.benchmarks import faults
+from broadcast.benchmarks.faults import RestartableRedis, children_of, kill_tree
 from broadcast.context import FOLLOWUP_QUEUE, Context
-from broadcast.daemons import free_port
-from broadcast.embedded_redis import _server_binary
 from broadcast.escalation import queue_help_case, step_job_id
 from broadcast.models import ChannelKind, Level
 from broadcast.services import start_services
@@ -51,31 +49,6 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float = DEADLINE) -> 
     while not done():
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
         time.sleep(0.05)
-
-
-def children_of(pid: int) -> list[int]:
-    """Direct children of a process, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant (RQ's work horse runs in a session of its own)."""
-    doomed, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        doomed.append(current)
-        stack += children_of(current)
-    for victim in doomed:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
 
 
 class Workers:
@@ -169,56 +142,11 @@ def test_a_killed_worker_s_batch_resumes_on_another_and_the_dead_worker_is_repla
     assert totals["stages"]["sent"] + totals["stages"]["delivered"] == 600
 
 
-@dataclass
-class RestartableRedis:
-    """A redis-server of the test's own, with AOF on, that can be shut down or killed and started again."""
-
-    directory: Path
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        argv = [_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
-        argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        wait_for("the test's redis-server answered", answers, 30)
-        client.close()
-
-    def stop(self, how: str) -> None:
-        """``shutdown`` (clean, AOF written) or ``kill`` (SIGKILL, AOF as last synced)."""
-        assert self.process is not None
-        if how == "shutdown":
-            with contextlib.suppress(redis.ConnectionError):
-                redis.Redis.from_url(self.url).shutdown()
-        else:
-            self.process.kill()
-        self.process.wait(30)
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 @pytest.fixture
 def own_redis() -> Iterator[RestartableRedis]:
-    server = RestartableRedis(Path(tempfile.mkdtemp(prefix="broadcast-aof-")), free_port())
-    server.start()
-    yield server
-    server.close()
+    """A redis-server of the test's own with AOF on, to shut down or kill and start again."""
+    with faults.own_redis() as server:
+        yield server
 
 
 @pytest.mark.parametrize("how", ["shutdown", "kill"])

@@ -141,9 +141,9 @@ def test_without_a_configured_rate_the_pace_is_learnt_from_refusals(ctx: Context
     assert free == 0.0
     assert started == 10.0
     assert doubled == 160.0
-    assert cut == pytest.approx(160 * 0.85)
+    assert cut == pytest.approx(160 / 2), "doubling overshot: back to the last rate that went through"
     assert once == cut
-    assert rising == pytest.approx(cut * 1.02**2)
+    assert rising == pytest.approx(cut * 1.015**2)
 
 
 def test_sms_rate_limit_holds_across_a_batch(ctx: Context, population: Population, stack: Stack) -> None:

@@ -213,6 +213,7 @@ class TwilioSimulator(SimulatedProvider):
         )
         self.last_departure = 0.0  # time.time() when the last accepted message will have left
         self.callback_retries = 0  # webhook requests sent again after a failure
+        self.replies_failed = 0  # replies our webhook never answered 2xx, retries and all
         self._rng = random.Random(self.behaviour.seed)
 
     def add_routes(self, app: web.Application) -> None:
@@ -220,6 +221,7 @@ class TwilioSimulator(SimulatedProvider):
         app.router.add_post(f"{base}/Messages.json", self._guarded(self._create_message, metered=True))
         app.router.add_post(f"{base}/Calls.json", self._guarded(self._create_call))
         app.router.add_get("/_simulator/twilio", self._counts)
+        app.router.add_get("/_simulator/twilio/received", self._received)
         app.router.add_post("/_simulator/twilio/knobs", self._set_knobs)
 
     def set_behaviour(self, behaviour: TwilioBehaviour) -> None:
@@ -240,6 +242,9 @@ class TwilioSimulator(SimulatedProvider):
             "duplicates": sum(n - 1 for n in self.received.values() if n > 1),
             "calls": len(self.calls),
             "replies": sum(len(r) for r in self.replies.values()),
+            "replies_confirming": sum(r.count(self.behaviour.reply_body) for r in self.replies.values()),
+            "replies_asking_help": sum(r.count(self.behaviour.help_body) for r in self.replies.values()),
+            "replies_failed": self.replies_failed,
             "callbacks_delivered": self.callbacks_delivered,
             "callback_failures": self.callback_failures,
             "callback_retries": self.callback_retries,
@@ -249,7 +254,14 @@ class TwilioSimulator(SimulatedProvider):
         }
 
     async def _counts(self, request: web.Request) -> web.Response:
-        return web.json_response(self.counts())
+        counts = self.counts()
+        if request.query.get("timeline"):  # messages accepted per 10 ms: [[bucket of time.time() × 100, n], …]
+            counts["timeline"] = sorted(self.timeline.items())
+        return web.json_response(counts)
+
+    async def _received(self, request: web.Request) -> web.Response:
+        """Messages accepted per phone (kept only while ``keep_messages``)."""
+        return web.json_response(dict(self.received))
 
     async def _set_knobs(self, request: web.Request) -> web.Response:
         try:
@@ -450,6 +462,8 @@ class TwilioSimulator(SimulatedProvider):
         }
         if (await self.post(self.sms_webhook_url, reply)) is not None:
             self.replies.setdefault(message.to, []).append(answer)
+        else:
+            self.replies_failed += 1
 
     async def _call_network(self, call: SimulatedCall) -> None:
         b = self.behaviour
