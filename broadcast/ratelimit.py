@@ -12,9 +12,9 @@ multiplicative-decrease: the first refusal starts it at half the configured rate
 ``START_RATE``) and doubles it every ``STEP_SECONDS`` until the next refusal, which halves it (the
 last rate that went through); from then on each refusal cuts it to ``CUT`` of itself (at most once
 per ``CUT_EVERY_SECONDS``: the refusals of one overshoot are one signal) and every quiet step
-raises it by ``RISE``. While a learnt rate is in force, bursts are 20 ms of it, not 50 ms. The account is then paced a little under
-the provider's capacity, and refused about once per overshoot rather than for everything sent
-beyond it. A minute without refusals forgets the learnt rate.
+raises it by ``RISE``. While a learnt rate is in force, bursts are 20 ms of it, not 50 ms. The
+account is then paced a little under the provider's capacity, and refused about once per overshoot
+rather than for everything sent beyond it. A minute without refusals forgets the learnt rate.
 """
 
 from __future__ import annotations

@@ -192,6 +192,7 @@ class Rig:
     ctx: Context | None = None
     phones: set[str] = field(default_factory=set)
     volunteers: set[str] = field(default_factory=set)
+    settings: dict[str, str] = field(default_factory=dict)  # more BROADCAST_… settings of the processes
 
     @property
     def sim_url(self) -> str:
@@ -208,6 +209,7 @@ class Rig:
             "BROADCAST_BATCH_SIZE": "500",
             "BROADCAST_SEND_CONCURRENCY": "50",
             "PYTHONUNBUFFERED": "1",
+            **{f"BROADCAST_{name.upper()}": value for name, value in self.settings.items()},
         }
         if self.separate_simulator:
             # The web app and the workers take the simulator for a real account at its own address.
@@ -302,12 +304,12 @@ class Rig:
         received = self.received()
         totals = self.totals(alert)
         counts = self.counts()
-        confirming = counts["replies_confirming"]
+        confirming = counts["phones_confirming"]  # a phone that replied twice (it got two messages) confirms once
         return {
             "missed": len(self.phones - set(received)),
             "duplicates": sum(n - 1 for phone, n in received.items() if phone in self.phones and n > 1),
             "possible_duplicates": totals["possible_duplicates"],
-            "replies_answered_200": confirming,
+            "phones_confirming_answered_200": confirming,
             "replies_stored": totals["acknowledged"],
             "replies_lost_after_200": max(0, confirming - totals["acknowledged"]),
             "replies_given_up_by_provider": counts["replies_failed"],
@@ -364,25 +366,27 @@ def worker_kill(r: Rig) -> dict[str, Any]:
 
 def step_kill(r: Rig) -> dict[str, Any]:
     r.knobs["reply_share"] = 0  # nobody confirms: every grid volunteer is owed their list
+    r.settings["send_concurrency"] = "5"  # notices go five at a time: the step is long enough to be hit
     r.start_web()
     workers = r.start_workers()
     alert = r.issue()
     ctx = r.context()
     wait_for("the alert sent", lambda: r.done_sending(alert))
-    r.set_knobs(latency=1.0)  # each notice takes a second: the step is still sending when it is hit
+    r.set_knobs(latency=0.5)  # each notice takes half a second: the step is still sending when it is hit
     step = Job.fetch(step_job_id(ctx.keys, alert.id, 1), connection=ctx.redis)
     due_at = datetime.now(UTC)
     ScheduledJobRegistry(queue=ctx.queue(FOLLOWUP_QUEUE)).schedule(step, due_at)
     due = time.monotonic()
-    notices = ctx.keys.alert_notices(alert.id)
-    wait_for("the step sent part of its notices", lambda: ctx.redis.hlen(notices) >= 20)
+    notices, work = ctx.keys.alert_notices(alert.id), ctx.keys.alert_work(alert.id, "e1")
+    wait_for("the step froze its work", lambda: bool(ctx.redis.exists(work)))
+    owed = ctx.redis.hlen(work) - 1
+    wait_for("the step sent part of its notices", lambda: ctx.redis.hlen(notices) >= owed // 3)
     worker, _ = _busy_worker(ctx, step.id)
     assert worker.pid is not None
     kill_tree(worker.pid)
     r.set_knobs(latency=0.0)
     done = wait_for("the step finished", lambda: bool(ctx.redis.hexists(ctx.keys.alert_steps(alert.id), "1")))
     wait_for("the simulated network settled", r.settled)
-    owed = len(ctx.redis.hkeys(ctx.keys.alert_work(alert.id, "e1"))) - 1
     received = r.received()
     told = {phone: n for phone, n in received.items() if phone in r.volunteers}
     suspects = int(ctx.redis.hget(ctx.keys.counts(alert.id), "notices:possible_duplicates") or 0)

@@ -243,6 +243,7 @@ class TwilioSimulator(SimulatedProvider):
             "calls": len(self.calls),
             "replies": sum(len(r) for r in self.replies.values()),
             "replies_confirming": sum(r.count(self.behaviour.reply_body) for r in self.replies.values()),
+            "phones_confirming": sum(self.behaviour.reply_body in r for r in self.replies.values()),
             "replies_asking_help": sum(r.count(self.behaviour.help_body) for r in self.replies.values()),
             "replies_failed": self.replies_failed,
             "callbacks_delivered": self.callbacks_delivered,
