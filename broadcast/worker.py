@@ -42,6 +42,7 @@ from rq.utils import now as rq_now
 from rq.worker_registration import clean_worker_registry
 
 from broadcast.context import QUEUE_ORDER, Context, set_current
+from broadcast.embedded_redis import ensure_embedded_redis
 
 log = logging.getLogger("broadcast.worker")
 
@@ -239,6 +240,7 @@ class Watchdog:
                 done = look_after_jobs(self.ctx, self.client, self.worker, full=full)
             except REDIS_DOWN as exc:
                 OUTAGE.down("watchdog", exc)
+                self._revive_embedded()
                 continue
             except Exception:  # keep watching: one bad pass must not end retries for everyone
                 log.exception("watchdog pass failed; trying again")
@@ -246,6 +248,21 @@ class Watchdog:
             OUTAGE.up()
             if done is not None and full:
                 self._last_full = time.monotonic()
+
+    def _revive_embedded(self) -> None:
+        """The embedded Redis (no ``REDIS_URL``) died: start it again on its data (AOF), as the CLI would.
+        One process at a time starts it (a file lock); the others find it running."""
+        if self.ctx.embedded is None:
+            return
+        try:
+            again = ensure_embedded_redis(self.ctx.settings.data_dir)
+        except Exception:  # its log says why; the next pass tries again
+            log.exception("could not start the embedded Redis again")
+            return
+        if again.url != self.ctx.redis_url:
+            log.warning(
+                "the embedded Redis came back at %s, not %s: restart the workers", again.url, self.ctx.redis_url
+            )
 
     def stop(self) -> None:
         self._stop.set()

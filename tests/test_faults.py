@@ -321,3 +321,42 @@ def test_fallback_totals_add_up_and_done_sending_is_a_state(ctx: Context, popula
     assert final["failed"] == len(lost) and final["sending"] == "done"
     report = progress(ctx, alert.id)
     assert report["channels"]["sms"].get("fallback") == len(lost), report["channels"]
+
+
+def test_a_killed_embedded_redis_is_started_again_by_the_workers(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env |= {"BROADCAST_DATA_DIR": str(data), "BROADCAST_WATCHDOG_SECONDS": "0.5", "BROADCAST_SECRET_KEY": "test"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "broadcast", "worker"],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = data / "redis" / "redis.pid"
+    try:
+        wait_for("the worker started the embedded Redis", pid_file.exists)
+        url = (data / "redis" / "url").read_text().strip()
+        client = redis.Redis.from_url(url)
+        client.set("kept", "1")
+        client.bgrewriteaof()
+        wait_for("the AOF was written", lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0)
+        first = int(pid_file.read_text())
+        os.kill(first, signal.SIGKILL)
+
+        def back() -> bool:
+            try:
+                return int(pid_file.read_text()) != first and bool(client.ping())
+            except (OSError, ValueError, redis.RedisError):
+                return False
+
+        wait_for("the embedded Redis came back without anyone running a command", back)
+        assert client.get("kept") == b"1", "its data came back with it (AOF)"
+        assert worker.poll() is None, "the worker is still there"
+    finally:
+        kill_tree(worker.pid)
+        worker.wait(10)
+        with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
