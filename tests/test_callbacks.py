@@ -36,6 +36,15 @@ def reply(ctx: Context, phone: str, body: str, sid: str) -> int:
     return post_form(url, form, {SIGNATURE_HEADER: sign(account.auth_token, signed_for, form)})[0]
 
 
+def sent_quietly(ctx: Context, stack: Stack, *channels: ChannelKind) -> str:
+    """Send an alert with the simulated network silent (no reports, no replies); its id."""
+    stack.sim.behaviour.send_status_callbacks = False
+    stack.sim.behaviour.reply_share = 0
+    alert = issue(ctx, [STREET], channels=list(channels or (ChannelKind.sms,)))
+    drain(ctx)
+    return alert.id
+
+
 def test_every_callback_url_asks_twilio_to_retry(ctx: Context, population: Population, stack: Stack) -> None:
     stack.sim.behaviour.reply_share = 0
     issue(ctx, [STREET], channels=[ChannelKind.sms, ChannelKind.voice])
@@ -51,33 +60,27 @@ def test_every_callback_url_asks_twilio_to_retry(ctx: Context, population: Popul
 def test_a_status_signed_with_or_without_the_overrides_is_taken_and_a_forged_one_is_not(
     ctx: Context, population: Population, stack: Stack
 ) -> None:
-    stack.sim.behaviour.send_status_callbacks = False
-    stack.sim.behaviour.reply_share = 0
-    alert = issue(ctx, [STREET])
-    drain(ctx)
-    assert status(ctx, f"a={alert.id}&o=1", "delivered", fragment=True) == 200
-    assert status(ctx, f"a={alert.id}&o=2", "delivered", fragment=False) == 200
+    alert_id = sent_quietly(ctx, stack)
+    assert status(ctx, f"a={alert_id}&o=1", "delivered", fragment=True) == 200
+    assert status(ctx, f"a={alert_id}&o=2", "delivered", fragment=False) == 200
     account = twilio_account(ctx.settings)
-    url = f"{ctx.settings.public_url}{STATUS_PATH}?a={alert.id}&o=3"
+    url = f"{ctx.settings.public_url}{STATUS_PATH}?a={alert_id}&o=3"
     form = {"AccountSid": account.sid, "MessageStatus": "delivered"}
     assert post_form(url, form, {SIGNATURE_HEADER: sign("not-the-token", url, form)})[0] == 403
-    totals = progress(ctx, alert.id)["totals"]
+    totals = progress(ctx, alert_id)["totals"]
     assert totals["delivered"] == 2 and totals["stages"]["delivered"] == 2
 
 
 def test_a_late_failure_never_undoes_a_delivery_and_a_retry_is_stored_once(
     ctx: Context, population: Population, stack: Stack
 ) -> None:
-    stack.sim.behaviour.send_status_callbacks = False
-    stack.sim.behaviour.reply_share = 0
-    alert = issue(ctx, [STREET], channels=[ChannelKind.sms, ChannelKind.voice])
-    drain(ctx)
+    alert_id = sent_quietly(ctx, stack, ChannelKind.sms, ChannelKind.voice)
     calls_before = len(stack.sim.calls)
     for _ in range(2):  # the provider's retry of a callback we stored
-        assert status(ctx, f"a={alert.id}&o=5", "delivered") == 200
-    assert status(ctx, f"a={alert.id}&o=5", "undelivered", ErrorCode="30003") == 200
+        assert status(ctx, f"a={alert_id}&o=5", "delivered") == 200
+    assert status(ctx, f"a={alert_id}&o=5", "undelivered", ErrorCode="30003") == 200
     drain(ctx)
-    report = progress(ctx, alert.id)
+    report = progress(ctx, alert_id)
     assert report["totals"]["delivered"] == 1 and report["channels"]["sms"]["delivered"] == 1
     assert report["channels"]["sms"].get("failed", 0) == 0 and report["totals"]["failed"] == 0
     assert report["totals"]["stages"]["delivered"] == 1
@@ -88,15 +91,12 @@ def test_a_late_failure_never_undoes_a_delivery_and_a_retry_is_stored_once(
 def test_a_status_about_a_message_we_never_sent_is_answered_and_not_stored(
     ctx: Context, population: Population, stack: Stack
 ) -> None:
-    stack.sim.behaviour.send_status_callbacks = False
-    stack.sim.behaviour.reply_share = 0
-    alert = issue(ctx, [STREET], channels=[ChannelKind.sms, ChannelKind.voice])
-    drain(ctx)
+    alert_id = sent_quietly(ctx, stack, ChannelKind.sms, ChannelKind.voice)
     # Round 1 (an escalation call) never happened, and there is no round 7.
-    assert status(ctx, f"a={alert.id}&o=5&r=1", "undelivered", ErrorCode="30003") == 200
-    assert status(ctx, f"a={alert.id}&o=5&r=7", "delivered") == 200
-    assert status(ctx, f"a={alert.id}&o=5&r=x", "delivered") == 400
-    report = progress(ctx, alert.id)
+    assert status(ctx, f"a={alert_id}&o=5&r=1", "undelivered", ErrorCode="30003") == 200
+    assert status(ctx, f"a={alert_id}&o=5&r=7", "delivered") == 200
+    assert status(ctx, f"a={alert_id}&o=5&r=x", "delivered") == 400
+    report = progress(ctx, alert_id)
     assert report["totals"]["delivered"] == 0 and report["totals"]["failed"] == 0
     assert "sms.1" not in report["channels"] and "sms.7" not in report["channels"]
     assert int(ctx.redis.hget(ctx.keys.stats, "unmatched_reports") or 0) == 2
