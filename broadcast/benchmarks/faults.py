@@ -270,8 +270,9 @@ class Rig:
         counts: dict[str, Any] = _get(f"{self.sim_url}/_simulator/twilio" + ("?timeline=1" if timeline else ""))
         return counts
 
-    def received(self) -> dict[str, int]:
-        received: dict[str, int] = _get(f"{self.sim_url}/_simulator/twilio/received")
+    def received(self) -> dict[str, Any]:
+        """Per phone: {"messages": accepted for it, "replies": its replies our webhook answered 2xx}."""
+        received: dict[str, Any] = _get(f"{self.sim_url}/_simulator/twilio/received")
         return received
 
     def set_knobs(self, **knobs: Any) -> None:
@@ -301,10 +302,13 @@ class Rig:
     def outcome(self, alert: Alert) -> dict[str, Any]:
         """Who was missed and who got a message twice, against what the ledger counted."""
         wait_for("the simulated network settled", self.settled)
-        received = self.received()
+        seen = self.received()
+        received: dict[str, int] = seen["messages"]
         totals = self.totals(alert)
         counts = self.counts()
-        confirming = counts["phones_confirming"]  # a phone that replied twice (it got two messages) confirms once
+        # Residents' phones that confirmed (a phone that got two messages and replied twice confirms once;
+        # volunteers' answers to their notices are no one's confirmation)
+        confirming = sum(1 for phone, answers in seen["replies"].items() if phone in self.phones and "1" in answers)
         return {
             "missed": len(self.phones - set(received)),
             "duplicates": sum(n - 1 for phone, n in received.items() if phone in self.phones and n > 1),
@@ -387,7 +391,7 @@ def step_kill(r: Rig) -> dict[str, Any]:
     r.set_knobs(latency=0.0)
     done = wait_for("the step finished", lambda: bool(ctx.redis.hexists(ctx.keys.alert_steps(alert.id), "1")))
     wait_for("the simulated network settled", r.settled)
-    received = r.received()
+    received: dict[str, int] = r.received()["messages"]
     told = {phone: n for phone, n in received.items() if phone in r.volunteers}
     suspects = int(ctx.redis.hget(ctx.keys.counts(alert.id), "notices:possible_duplicates") or 0)
     assert workers.process.poll() is None

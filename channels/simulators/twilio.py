@@ -261,8 +261,8 @@ class TwilioSimulator(SimulatedProvider):
         return web.json_response(counts)
 
     async def _received(self, request: web.Request) -> web.Response:
-        """Messages accepted per phone (kept only while ``keep_messages``)."""
-        return web.json_response(dict(self.received))
+        """Per phone: messages accepted (kept only while ``keep_messages``), and its replies our webhook took."""
+        return web.json_response({"messages": dict(self.received), "replies": self.replies})
 
     async def _set_knobs(self, request: web.Request) -> web.Response:
         try:
