@@ -64,16 +64,33 @@ class Stage(IntEnum):
 
 STAGE_NAMES = {s.value: s.name for s in Stage}
 
-# Moves ordinal `ord` to stage `to` when its stage is in `mask`, keeping the "stage:{name}" counters.
-# KEYS[3] counts, KEYS[5] stages.
+# Moves ordinals to stage `to` where their stage is in `mask` (two BITFIELD calls a thousand), keeping
+# the "stage:{name}" counters. KEYS[3] counts, KEYS[5] stages.
 _MOVE = """
 local stage_names = {[0] = 'queued', 'sent', 'rerouted', 'delivered', 'failed'}
-local function move(ord, to, mask)
-  local old = redis.call('BITFIELD', KEYS[5], 'GET', 'u4', '#' .. ord)[1]
-  if old == to or math.floor(mask / (2 ^ old)) % 2 == 0 then return end
-  redis.call('BITFIELD', KEYS[5], 'SET', 'u4', '#' .. ord, to)
-  if old ~= 0 then redis.call('HINCRBY', KEYS[3], 'stage:' .. stage_names[old], -1) end
-  redis.call('HINCRBY', KEYS[3], 'stage:' .. stage_names[to], 1)
+local function move_all(ords, to, mask)
+  local moved = {[0] = 0, 0, 0, 0, 0}
+  for first = 1, #ords, 1000 do
+    local gets, chunk = {}, {}
+    for i = first, math.min(#ords, first + 999) do
+      chunk[#chunk + 1] = ords[i]
+      gets[#gets + 1] = 'GET'; gets[#gets + 1] = 'u4'; gets[#gets + 1] = '#' .. ords[i]
+    end
+    local olds = redis.call('BITFIELD', KEYS[5], unpack(gets))
+    local sets = {}
+    for i, ord in ipairs(chunk) do
+      local old = olds[i]
+      if old ~= to and math.floor(mask / (2 ^ old)) % 2 == 1 then
+        sets[#sets + 1] = 'SET'; sets[#sets + 1] = 'u4'; sets[#sets + 1] = '#' .. ord; sets[#sets + 1] = to
+        moved[old] = moved[old] - 1
+        moved[to] = moved[to] + 1
+      end
+    end
+    if #sets > 0 then redis.call('BITFIELD', KEYS[5], unpack(sets)) end
+  end
+  for stage = 1, 4 do
+    if moved[stage] ~= 0 then redis.call('HINCRBY', KEYS[3], 'stage:' .. stage_names[stage], moved[stage]) end
+  end
 end
 """
 
@@ -99,7 +116,6 @@ for o, committee in string.gmatch(ARGV[7], "(%d+) (%d+);") do
     if fresh then by_channel = by_channel + 1 end
   end
   if fresh then fresh_ordinals[#fresh_ordinals + 1] = ord end
-  if fresh and stage_to >= 0 then move(ord, stage_to, stage_mask) end
   if fresh and KEYS[2] ~= "" and redis.call('SETBIT', KEYS[2], ord, 1) == 0 then
     by_recipient = by_recipient + 1
     redis.call('HINCRBY', KEYS[3], event .. '@' .. committee, 1)
@@ -109,6 +125,7 @@ for o, committee in string.gmatch(ARGV[7], "(%d+) (%d+);") do
 end
 if by_channel > 0 then redis.call('HINCRBY', KEYS[3], event .. ':' .. channel, by_channel) end
 if by_recipient > 0 then redis.call('HINCRBY', KEYS[3], event, by_recipient) end
+if stage_to >= 0 then move_all(fresh_ordinals, stage_to, stage_mask) end
 return {by_recipient, fresh_ordinals}
 """
 )
@@ -117,8 +134,9 @@ return {by_recipient, fresh_ordinals}
 _STAGE = (
     _MOVE
     + """
-local to, mask = tonumber(ARGV[1]), tonumber(ARGV[2])
-for o in string.gmatch(ARGV[3], "(%d+);") do move(tonumber(o), to, mask) end
+local ords = {}
+for o in string.gmatch(ARGV[3], "(%d+);") do ords[#ords + 1] = tonumber(o) end
+move_all(ords, tonumber(ARGV[1]), tonumber(ARGV[2]))
 return 1
 """
 )

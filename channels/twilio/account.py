@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -105,16 +105,18 @@ def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
     return base64.b64encode(digest).decode()
 
 
-def verify(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
-    """True when ``signature`` is Twilio's for this request (checked with Twilio's own validator)."""
+def verify(auth_token: str, urls: Sequence[str], params: Mapping[str, str], signature: str | None) -> bool:
+    """True when ``signature`` is Twilio's for this request at one of ``urls`` (checked with Twilio's
+    own validator): the forms of the one URL it may have been signed for."""
     if not signature:
         return False
-    # Signed for exactly the URL we were called at: the case of every request Twilio makes to a
-    # configured public URL, decided with one HMAC. Anything else (a port Twilio added or left out,
-    # a body hash) is for Twilio's validator, which tries both forms of the URL; since the exact URL
-    # is always one of them, this accepts nothing the validator would refuse.
-    if hmac.compare_digest(sign(auth_token, url, params), signature):
+    # Signed for exactly a URL we were called at: the case of every request Twilio makes to a
+    # configured public URL, decided with one HMAC a form. Anything else (a port Twilio added or left
+    # out, a body hash) is for Twilio's validator, which tries both forms of the URL; since the exact
+    # URL is always one of them, this accepts nothing the validator would refuse.
+    if any(hmac.compare_digest(sign(auth_token, url, params), signature) for url in urls):
         return True
     # A MultiDict, not a dict: the validator asks each parameter for its values with getall() and
     # falls back to a dict only through two exceptions per parameter, a third of a webhook's time.
-    return bool(RequestValidator(auth_token).validate(url, MultiDict(params), signature))
+    validator = RequestValidator(auth_token)
+    return any(validator.validate(url, MultiDict(params), signature) for url in urls)

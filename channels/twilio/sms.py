@@ -150,7 +150,7 @@ class TwilioChannel(Channel):
         """Refuse a request Twilio did not sign, or signed for another account."""
         signature = request.headers.get(SIGNATURE_HEADER)
         token = self.account.auth_token
-        if not any(verify(token, url, request.form, signature) for url in signed_forms(request.url, self.settings)):
+        if not verify(token, signed_forms(request.url, self.settings), request.form, signature):
             raise InboundRejected(403, "missing or wrong X-Twilio-Signature")
         if request.form.get("AccountSid") != self.account.sid:
             raise InboundRejected(403, "the request is for another Twilio account")
