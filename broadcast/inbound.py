@@ -32,7 +32,6 @@ import redis.asyncio
 from audiences.residents import Resident, hget_many, load_places, phone_rids
 from broadcast.context import Context
 from broadcast.deliver import channel_failed, channel_label, load_alert_async
-from broadcast.escalation import queue_help_case
 from broadcast.keys import Keys, as_bytes, as_text
 from broadcast.ledger import Ledger, RosterIndex, Stage, roster_index
 from broadcast.models import AckMethod, Alert, ChannelKind, EventKind, RecipientEvent, ReplyEvent, normalise_reply
@@ -205,6 +204,8 @@ class Inbox:
             ledger = Ledger(self.client, self.keys, alert_id)
             label = channel_label(channel, round_)
             if kind is EventKind.needs_help and method is not AckMethod.volunteer:
+                from broadcast.escalation import queue_help_case  # the ladder's module, loaded when first needed
+
                 seen = await ledger.bits("needs_help", [o for o, _ in pairs])
                 for (ordinal, _), already in zip(pairs, seen, strict=True):
                     if not already:

@@ -9,7 +9,9 @@ Calls: ``POST …/Calls.json`` with inline TwiML; then call progress callbacks (
 StatusCallbackEvent, and always the final one), and for a share of those who answer a key press
 POSTed to the ``<Gather>`` action URL found in the TwiML.
 
-Every request to our webhooks is signed with X-Twilio-Signature as Twilio signs it, and retried as
+Every request to our webhooks is signed with X-Twilio-Signature as Twilio signs it (over the URL it
+requests; whether Twilio includes the overrides' fragment is not documented, and the service accepts
+both), and retried as
 the URL's connection overrides ask (``#rc=5&rp=all``: up to five retries on any failure, within
 ``tt`` milliseconds, 15 s by default); without them, once on a failed connection only, Twilio's
 default. Twilio does not document how it spaces retries: the simulator waits 0.5 s, 1 s, 2 s …
@@ -514,7 +516,7 @@ class TwilioSimulator(SimulatedProvider):
         assert self.session is not None, "start the simulator first"
         target, _, fragment = url.partition("#")
         policy = RetryPolicy.parse(fragment)
-        headers = {SIGNATURE_HEADER: sign(self.auth_token, url, params)}  # the URL as given, fragment and all
+        headers = {SIGNATURE_HEADER: sign(self.auth_token, target, params)}  # the URL it requests
         deadline = time.monotonic() + policy.total_seconds
         for attempt in range(policy.retries + 1):
             if attempt:

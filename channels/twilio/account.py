@@ -95,7 +95,7 @@ def with_overrides(url: str, settings: Settings) -> str:
 def signed_forms(url: str, settings: Settings) -> list[str]:
     """The URLs a request to ``url`` may have been signed for: Twilio does not send the fragment that
     carries the connection overrides, and does not say whether it signs with it; either is accepted."""
-    return [with_overrides(url, settings), url] if settings.twilio_webhook_overrides else [url]
+    return [url, with_overrides(url, settings)] if settings.twilio_webhook_overrides else [url]
 
 
 def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
