@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from rq import Retry
 
 from audiences.areas import AreaTree
 from audiences.groups import unknown_groups
 from broadcast.context import CONTROL_QUEUE, Context
+from broadcast.jobs import until_done
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys, as_text
 from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, MessageType
 
@@ -329,7 +329,7 @@ def _issue(ctx: Context, alert: Alert, actor: str, origin: str) -> None:
         "broadcast.plan.plan_job",
         alert.id,
         job_id=f"{ctx.keys.ns}-plan-{alert.id}",
-        retry=Retry(max=5, interval=[1, 5, 15, 30, 60]),
+        retry=until_done(),
         job_timeout=600,
         result_ttl=3600,
     )

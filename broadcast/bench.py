@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "ratelimit": "broadcast.benchmarks.pacing:run_ratelimit",  # an account rate shared by four workers
     "capacity": "broadcast.benchmarks.pacing:run_capacity",  # time to last message at a provider's capacity
     "import": "audiences.import_bench:run",  # a 200,000-row residents file: time and the importer's peak memory
+    "faults": "broadcast.benchmarks.faults:run",  # killed workers and web app, Redis restarts, a refusing provider
 }
 
 
@@ -70,5 +71,7 @@ def register(sub: Any) -> None:
         default=0,
         help="capacity: the refusing provider also answers its first N creates 429, however fast the machine",
     )
+    bench.add_argument("--fault-residents", type=int, default=20_000, help="recipients of each faults scenario")
+    bench.add_argument("--fault-capacity", type=float, default=600, help="the refusing provider's messages a second")
     bench.add_argument("--results", default="bench/results", help="directory for the JSON figures")
     bench.set_defaults(handler=cmd_bench)

@@ -39,6 +39,13 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least one."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _params(pairs: Sequence[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -82,8 +89,10 @@ def cmd_serve(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
-    from broadcast.worker import run_worker
+    from broadcast.worker import run_worker, supervise, worker_command
 
+    if args.processes > 1:
+        return supervise(worker_command(args.burst), args.processes, burst=args.burst)
     run_worker(ctx, burst=args.burst)
     return 0
 
@@ -176,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker = sub.add_parser("worker", help="run a worker for batches and timers")
     worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker.add_argument(
+        "--processes", type=_positive, default=1, help="run N worker processes, starting again any that dies"
+    )
     worker.set_defaults(handler=cmd_worker)
 
     alert = sub.add_parser("alert", help="issue, approve, cancel and follow alerts").add_subparsers(

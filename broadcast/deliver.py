@@ -5,6 +5,10 @@ out; after a definite answer it is either ``sent`` or cleared. A batch that is r
 worker was killed) skips everyone already sent and counts as *possible duplicates* those whose
 attempt never got an answer: a rare duplicate is better than a missed warning.
 
+Two runs of one batch never send at once: a run holds the batch's lease (``broadcast.lease``) while
+it sends, so a run thought dead that was only stalled stops when a retry takes the batch over.
+Batches are queued under ids derived from what they send (``enqueue_once``) and retried until done.
+
 A batch belongs to a round: round 0 is the alert itself, rounds 1, 2 … are escalation steps that
 reach the same people again on a channel (a call to an unconfirmed elderly resident). Each round
 has its own ``sent``/``attempted`` bitmaps, so a second call is not mistaken for a duplicate.
@@ -16,9 +20,10 @@ import asyncio
 import gc
 import json
 import random
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio
@@ -28,8 +33,10 @@ from audiences.registry import Registry
 from audiences.residents import Resident, load_residents
 from broadcast.compose import AreaFacts, Rendered, confirmation_link, load_layouts, render, with_link
 from broadcast.context import FOLLOWUP_QUEUE, Context, current, level_queue
+from broadcast.jobs import enqueue_once, until_done
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys
-from broadcast.ledger import Ledger, RosterIndex, roster_index
+from broadcast.lease import Lease
+from broadcast.ledger import Ledger, RosterIndex, Stage, roster_index
 from broadcast.models import Alert, AlertStatus, ChannelKind, EventKind
 from broadcast.plan import NO_CHANNEL, expand, to_ranges
 from broadcast.ratelimit import SharedRateLimit
@@ -65,24 +72,32 @@ def prepare_worker(settings: Settings) -> None:
     gc.freeze()
 
 
-def deliver_job(alert_id: str, channel: str, ranges: list[list[int]], round_: int = 0) -> dict[str, Any]:
-    """RQ entry point: deliver one batch."""
+def batch_name(alert_id: str, label: str, ranges: Sequence[Sequence[int]]) -> str:
+    """A name for the batch of these ordinals on this channel and round: its job id and its lease."""
+    digest = zlib.crc32(json.dumps([list(r) for r in ranges], separators=(",", ":")).encode())
+    return f"{alert_id}-{(label or 'none').replace('.', '_')}-{len(ranges)}r{digest:08x}"
+
+
+def deliver_job(
+    alert_id: str, channel: str, ranges: list[list[int]], round_: int = 0, pass_: int = 0
+) -> dict[str, Any]:
+    """RQ entry point: deliver one batch (``pass_``: how many times its remainder was put off already)."""
     # A batch allocates many short-lived objects and few cycles: the cyclic collector would walk
     # them again and again (a twentieth of a batch's time). Reference counting frees them; the
     # collector takes up again when the batch is done (a work horse exits then anyway).
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return asyncio.run(deliver(current(), alert_id, channel, [(s, e) for s, e in ranges], round_))
+        return asyncio.run(deliver(current(), alert_id, channel, [(s, e) for s, e in ranges], round_, pass_))
     finally:
         if enabled:
             gc.enable()
 
 
 async def deliver(
-    ctx: Context, alert_id: str, channel_name: str, ranges: list[tuple[int, int]], round_: int = 0
+    ctx: Context, alert_id: str, channel_name: str, ranges: list[tuple[int, int]], round_: int = 0, pass_: int = 0
 ) -> dict[str, Any]:
-    """Deliver the batch of ``alert_id`` on ``channel_name`` covering ``ranges`` of ordinals."""
+    """Deliver the batch of ``alert_id`` on ``channel_name`` covering ``ranges`` of ordinals, holding its lease."""
     client = ctx.async_redis()
     try:
         alert = await load_alert_async(client, ctx.keys, alert_id)
@@ -92,8 +107,10 @@ async def deliver(
         if index is None:
             raise RuntimeError(f"alert {alert_id} has no frozen roster")
         kind = None if channel_name == NO_CHANNEL else ChannelKind(channel_name)
-        run = BatchRun(ctx, client, alert, index, kind, round_)
-        await run.deliver(expand(ranges))
+        label = channel_label(kind, round_) if kind is not None else ""
+        async with Lease(client, ctx.keys.lease(batch_name(alert_id, label, ranges))) as lease:
+            run = BatchRun(ctx, client, alert, index, kind, round_, lease=lease, pass_=pass_)
+            await run.deliver(expand(ranges))
         return run.report.as_dict()
     finally:
         await client.aclose()
@@ -165,8 +182,16 @@ class DeliveryGate:
     the results not yet recorded.
     """
 
-    def __init__(self, limit: SharedRateLimit | None, ledger: Ledger, state: str, messages: list[OutboundMessage]):
+    def __init__(
+        self,
+        limit: SharedRateLimit | None,
+        ledger: Ledger,
+        state: str,
+        messages: list[OutboundMessage],
+        lease: Lease | None = None,
+    ):
         self.limit = limit
+        self.lease = lease
         self.ledger = ledger
         self.state = state
         self.order = [m.ordinal for m in messages]
@@ -175,6 +200,8 @@ class DeliveryGate:
         self._lock = asyncio.Lock()
 
     async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
+        if self.lease is not None:
+            self.lease.check()  # another run has this batch now: send nothing more
         last = max(self.position[m.ordinal] for m in messages)
         if last >= self.marked:
             async with self._lock:
@@ -216,8 +243,12 @@ class BatchRun:
         index: RosterIndex,
         kind: ChannelKind | None,
         round_: int = 0,
+        lease: Lease | None = None,
+        pass_: int = 0,
     ) -> None:
         self.ctx = ctx
+        self.lease = lease
+        self.pass_ = pass_
         self.client = client
         self.alert = alert
         self.index = index
@@ -258,7 +289,13 @@ class BatchRun:
         if leftover:
             await self.clear_attempted([m.ordinal for m in leftover])
             schedule_batches(
-                self.ctx, self.alert, self.kind, [m.ordinal for m in leftover], self.round, LATER_RETRY_SECONDS
+                self.ctx,
+                self.alert,
+                self.kind,
+                [m.ordinal for m in leftover],
+                self.round,
+                LATER_RETRY_SECONDS,
+                pass_=self.pass_ + 1,
             )
             self.report.retried_later = len(leftover)
             await self.ledger.count("retried", len(leftover))
@@ -296,7 +333,9 @@ class BatchRun:
                 }
                 extra = {**extra, "data": data}
             messages.append(
-                OutboundMessage(alert.id, o, address, text.text, language.value, text.parts, validity, extra)
+                OutboundMessage(
+                    alert.id, o, address, text.text, language.value, text.parts, validity, extra, round=self.round
+                )
             )
         return messages, unaddressable
 
@@ -309,7 +348,7 @@ class BatchRun:
         accepted: list[Sent] = []
         loop = asyncio.get_running_loop()
         for attempt in range(self.ctx.settings.send_attempts):
-            gate = DeliveryGate(limit, self.ledger, f"attempted:{self.label}", pending)
+            gate = DeliveryGate(limit, self.ledger, f"attempted:{self.label}", pending, self.lease)
             again: list[OutboundMessage] = []
             buffer: list[SendResult] = []
             flushed_at = loop.time()
@@ -355,6 +394,7 @@ class BatchRun:
             issued_at=self.issued_at,
             at=self.ctx.clock.now(),
             label=self.label,
+            stage=None if self.round else Stage.sent,
         )
         self.report.sent += len(accepted)
         codes: dict[int | None, list[int]] = {}
@@ -398,6 +438,10 @@ class BatchRun:
                 final.append(o)
             else:
                 next_channel.setdefault(nxt, []).append(o)
+        rerouted = [o for group in next_channel.values() for o in group]
+        if rerouted:
+            await self.ledger.move(Stage.rerouted, rerouted)
+            await self.ledger.count(f"fallback:{self.label}", len(rerouted))
         for channel, group in next_channel.items():
             schedule_batches(self.ctx, self.alert, channel, group)
             self.report.fallback[channel.value] = self.report.fallback.get(channel.value, 0) + len(group)
@@ -416,7 +460,12 @@ class BatchRun:
     async def unreachable(self, ordinals: list[int], counted: bool = False) -> None:
         """Recipient-level failure: no channel of theirs can reach them; a volunteer must."""
         await self.ledger.mark(
-            EventKind.failed, None, self.pairs(ordinals), issued_at=self.issued_at, at=self.ctx.clock.now()
+            EventKind.failed,
+            None,
+            self.pairs(ordinals),
+            issued_at=self.issued_at,
+            at=self.ctx.clock.now(),
+            stage=Stage.failed,
         )
         if not counted:
             self.report.failed += len(ordinals)
@@ -441,7 +490,7 @@ def _rate_limit(ctx: Context, client: redis.asyncio.Redis, channel: Channel) -> 
         return None
     account, rate, burst = spec
     return SharedRateLimit(
-        client, ctx.keys.rate_limit(account), ctx.keys.rate_limit_penalty(account), rate, burst, ctx.clock
+        client, ctx.keys.rate_limit(account), ctx.keys.rate_limit_learnt(account), rate, burst, ctx.clock
     )
 
 
@@ -457,24 +506,32 @@ def next_channel_for(
 
 
 def schedule_batches(
-    ctx: Context, alert: Alert, kind: ChannelKind, ordinals: list[int], round_: int = 0, delay: int = 0
+    ctx: Context,
+    alert: Alert,
+    kind: ChannelKind,
+    ordinals: list[int],
+    round_: int = 0,
+    delay: int = 0,
+    pass_: int = 0,
 ) -> int:
-    """Queue batches for some recipients (a fallback channel, a later retry, an escalation round)."""
+    """Queue batches for some recipients (a fallback channel, a later retry, an escalation round),
+    each once: a batch of the same recipients, channel, round and pass that is still to run is not
+    queued twice. Returns how many batches there are."""
     queue = ctx.queue(level_queue(alert.level, vulnerable=True))
     kwargs: dict[str, Any] = {
         "job_timeout": 900,
         "result_ttl": 3600,
         "failure_ttl": ALERT_RETENTION_SECONDS,
-        "retry": Retry(max=5, interval=[2, 10, 30, 60, 120]),
+        "retry": until_done(),
     }
+    at = datetime.now(UTC) + timedelta(seconds=delay) if delay else None  # RQ's scheduler keeps real time
     ordered = sorted(ordinals)
     size = ctx.settings.batch_size
+    label = channel_label(kind, round_)
     for i in range(0, len(ordered), size):
-        args = (alert.id, kind.value, to_ranges(ordered[i : i + size]), round_)
-        if delay:
-            queue.enqueue_in(timedelta(seconds=delay), BATCH_JOB, *args, **kwargs)
-        else:
-            queue.enqueue(BATCH_JOB, *args, **kwargs)
+        ranges = to_ranges(ordered[i : i + size])
+        job_id = f"{ctx.keys.ns}-{batch_name(alert.id, label, ranges)}" + (f"-p{pass_}" if pass_ else "")
+        enqueue_once(queue, BATCH_JOB, alert.id, kind.value, ranges, round_, pass_, job_id=job_id, at=at, **kwargs)
     return (len(ordered) + size - 1) // size
 
 
@@ -486,9 +543,11 @@ async def channel_failed(
     kind: ChannelKind,
     ordinals: list[int],
     error_code: int | None,
+    round_: int = 0,
 ) -> BatchReport:
-    """A provider reported that messages did not arrive: record it and move on to the next channel."""
-    run = BatchRun(ctx, client, alert, index, kind)
+    """A provider reported that messages did not arrive: record it and move on to the next channel
+    (a message of an escalation round: record it only)."""
+    run = BatchRun(ctx, client, alert, index, kind, round_)
     await run.failed(ordinals, error_code)
     return run.report
 

@@ -140,7 +140,7 @@ async def _watch(ctx: Context, client: Any, alert_id: str, services: Any, consol
             ):
                 bar.update(tasks[name], completed=value, total=t["targeted"] or None)
             figures = (t["sent"], t["delivered"], t["failed"], t["confirmed"], t["needs_help"])
-            done_sending = alert.status is AlertStatus.sending and t["queued"] == 0
+            done_sending = alert.status is AlertStatus.sending and t["done_sending"]
             quiet = services.pending == 0
             if done_sending and quiet and figures == last:
                 stable_since = stable_since or time.monotonic()

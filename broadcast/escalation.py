@@ -1,9 +1,12 @@
 """The escalation ladder: what happens to residents who have not confirmed, and when.
 
 Each level has its steps (minutes after issue → action). Steps are RQ jobs scheduled at issue time
-with ``enqueue_at``, so they survive restarts of every process; each step runs once (a done-mark
-in Redis), does nothing for a cancelled or expired alert, and acts only on residents who have not
-confirmed by then.
+with ``enqueue_at``, so they survive restarts of every process, and are retried until done; each
+step does nothing for a cancelled or expired alert, and acts only on residents who have not
+confirmed when it first runs. A step is done when its effects are: its first run freezes its work
+(who is called, which volunteer is texted what), each notice is recorded as sent once the provider
+accepted it, and the done-mark is set only when every notice is sent; a run killed at any point is
+finished by the next, which sends only what is not recorded as sent.
 
     voice_vulnerable   call unconfirmed vulnerable residents (elderly alone, disabled, no smartphone)
     volunteer_lists    send each grid volunteer a signed link to their unconfirmed residents
@@ -17,26 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
 import redis.asyncio
-from rq import Retry
 
 from audiences.residents import load_residents
 from audiences.volunteers import Volunteer, VolunteerRole, community_volunteers, volunteers_for, volunteers_for_grid
 from broadcast.catalogue import load_catalogue
 from broadcast.compose import templates_dir
-from broadcast.context import FOLLOWUP_QUEUE, Context, current
+from broadcast.context import CONTROL_QUEUE, FOLLOWUP_QUEUE, Context, current
 from broadcast.deliver import load_alert_async, read_rids, schedule_batches
+from broadcast.jobs import enqueue_once, until_done
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys, as_bytes, as_text
+from broadcast.lease import Lease
 from broadcast.ledger import roster_index
 from broadcast.models import Alert, AlertStatus, ChannelKind, Language, Level
+from broadcast.plan import expand, to_ranges
 from broadcast.tokens import volunteer_token
-from channels.base import OpenGate, OutboundMessage, Outcome
+from channels.base import OutboundMessage, Outcome
 from channels.twilio.sms import TwilioSMS
 
 
@@ -87,19 +92,20 @@ def step_job_id(keys: Keys, alert_id: str, index: int) -> str:
 
 
 def schedule_ladder(ctx: Context, alert: Alert) -> list[datetime]:
-    """Queue each step of the alert's ladder on RQ's scheduler; returns when each will run."""
+    """Queue each step of the alert's ladder on the scheduler (once each); returns when each will run."""
     issued_at = alert.issued_at or alert.created_at
     queue = ctx.queue(FOLLOWUP_QUEUE)
     times = []
     for index, step in enumerate(ladder(alert)):
         at = issued_at + timedelta(minutes=step.after_minutes)
-        queue.enqueue_at(
-            at,
+        enqueue_once(
+            queue,
             "broadcast.escalation.step_job",
             alert.id,
             index,
             job_id=step_job_id(ctx.keys, alert.id, index),
-            retry=Retry(max=3, interval=[10, 30, 60]),
+            at=at,
+            retry=until_done(),
             result_ttl=ALERT_RETENTION_SECONDS,
         )
         times.append(at)
@@ -112,7 +118,10 @@ def step_job(alert_id: str, index: int) -> dict[str, Any]:
 
 
 async def run_step(ctx: Context, alert_id: str, index: int) -> dict[str, Any]:
-    """Run step ``index`` of the alert's ladder once, for the residents unconfirmed now."""
+    """Run step ``index`` of the alert's ladder to its end, once, for the residents unconfirmed when it
+    first ran. A run that died part way is finished by the next: the step's work (who is called, who
+    is texted what) is frozen by its first run, each notice is recorded as sent once the provider
+    accepted it, and the step is marked done only when everything it owed is sent."""
     client = ctx.async_redis()
     try:
         alert = await load_alert_async(client, ctx.keys, alert_id)
@@ -121,17 +130,50 @@ async def run_step(ctx: Context, alert_id: str, index: int) -> dict[str, Any]:
         steps = ladder(alert)
         if not 0 <= index < len(steps):
             return {"skipped": f"no step {index}"}
-        if not await client.hsetnx(ctx.keys.alert_steps(alert_id), str(index), ctx.clock.now().isoformat()):
+        done_key = ctx.keys.alert_steps(alert_id)
+        if await client.hexists(done_key, str(index)):
             return {"skipped": "already done"}
-        await client.expire(ctx.keys.alert_steps(alert_id), ALERT_RETENTION_SECONDS)
-        action = steps[index].action
-        if action is Action.voice_vulnerable:
-            return await _call_vulnerable(ctx, client, alert)
-        if action is Action.volunteer_lists:
-            return await _notify_volunteers(ctx, client, alert)
-        return await _notify_workers(ctx, client, alert)
+        async with Lease(client, ctx.keys.lease(f"{alert_id}-e{index}")) as lease:
+            if await client.hexists(done_key, str(index)):
+                return {"skipped": "already done"}
+            action = steps[index].action
+            work = ctx.keys.alert_work(alert_id, f"e{index}")
+            result: dict[str, Any]
+            if action is Action.voice_vulnerable:
+                result = await _call_vulnerable(ctx, client, alert, work)
+            elif action is Action.volunteer_lists:
+                notices = await frozen(client, work, lambda: _volunteer_notices(ctx, client, alert))
+                result = {"volunteers": await send_notices(ctx, client, alert, notices, lease, "list")}
+            else:
+                notices = await frozen(client, work, lambda: _worker_notices(ctx, client, alert))
+                result = {"workers": await send_notices(ctx, client, alert, notices, lease, "rollup")}
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(done_key, str(index), ctx.clock.now().isoformat())
+                pipe.expire(done_key, ALERT_RETENTION_SECONDS)
+                await pipe.execute()
+            return result
     finally:
         await client.aclose()
+
+
+FROZEN = "~"  # the field that marks a work list as frozen (so that an empty list is one too)
+
+
+async def frozen(
+    client: redis.asyncio.Redis, key: str, build: Callable[[], Awaitable[dict[str, str]]]
+) -> dict[str, Any]:
+    """A work list as its first run made it: built and stored (at once) if it is not stored yet.
+    The caller holds the work's lease, so nobody else builds it meanwhile."""
+    raw = await client.hgetall(key)
+    if not raw:
+        items = await build()
+        async with client.pipeline(transaction=True) as pipe:
+            mapping: dict[Any, Any] = {FROZEN: "1", **items}
+            pipe.hset(key, mapping=mapping)
+            pipe.expire(key, ALERT_RETENTION_SECONDS)
+            await pipe.execute()
+        raw = await client.hgetall(key)
+    return {as_text(k): json.loads(v) for k, v in raw.items() if as_text(k) != FROZEN}
 
 
 async def settled(client: redis.asyncio.Redis, keys: Keys, alert_id: str, size: int) -> bytes:
@@ -171,18 +213,25 @@ def unset_among(bitmap: bytes, among: bytes) -> list[int]:
     return sorted(out)
 
 
-async def _call_vulnerable(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
-    index = await roster_index(client, ctx.keys, alert.id)
-    if index is None:
-        return {"called": 0}
-    done = await settled(client, ctx.keys, alert.id, index.size)
-    vulnerable = as_bytes(await client.get(ctx.keys.bits(alert.id, "vulnerable")) or b"")
-    chosen = unset_among(done, vulnerable)
-    rids = await read_rids(client, ctx.keys, alert.id, chosen)
-    residents = await load_residents(client, ctx.keys, rids)
-    callable_ = [o for o, rid in zip(chosen, rids, strict=True) if (r := residents.get(rid)) is not None and r.phone]
-    schedule_batches(ctx, alert, ChannelKind.voice, callable_, round_=1)
-    return {"called": len(callable_)}
+async def _call_vulnerable(ctx: Context, client: redis.asyncio.Redis, alert: Alert, work: str) -> dict[str, Any]:
+    """Call every unconfirmed vulnerable resident (round 1 on voice): who is frozen by the first run, and
+    their batches are queued once each (a batch that ran skips who was called already)."""
+
+    async def choose() -> dict[str, str]:
+        index = await roster_index(client, ctx.keys, alert.id)
+        if index is None:
+            return {"ranges": "[]"}
+        done = await settled(client, ctx.keys, alert.id, index.size)
+        vulnerable = as_bytes(await client.get(ctx.keys.bits(alert.id, "vulnerable")) or b"")
+        chosen = unset_among(done, vulnerable)
+        rids = await read_rids(client, ctx.keys, alert.id, chosen)
+        residents = await load_residents(client, ctx.keys, rids)
+        callable_ = [o for o, rid in zip(chosen, rids, strict=True) if (r := residents.get(rid)) and r.phone]
+        return {"ranges": json.dumps(to_ranges(callable_))}
+
+    ordinals = expand((await frozen(client, work, choose))["ranges"])
+    schedule_batches(ctx, alert, ChannelKind.voice, ordinals, round_=1)
+    return {"called": len(ordinals)}
 
 
 async def _ranges_of(client: redis.asyncio.Redis, keys: Keys, alert_id: str, digits: int) -> dict[str, tuple[int, int]]:
@@ -208,23 +257,23 @@ async def _waiting_by_area(
     return [(code, (end - start) - count_set(done, start, end)) for code, (start, end) in spans]
 
 
-async def _notify_volunteers(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
+async def _volunteer_notices(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, str]:
+    """Each grid volunteer's notice: a link to their grid's residents still to be reached."""
     notices: list[tuple[Volunteer, int]] = []
     for grid, waiting in await _waiting_by_area(client, ctx.keys, alert.id, 14):
         if waiting:
             notices += [(v, waiting) for v in await volunteers_for_grid(client, ctx.keys, grid)]
-    sent = await send_notices(ctx, client, alert, notices, "list")
-    return {"volunteers": sent}
+    return compose_notices(ctx, alert, notices, "list")
 
 
-async def _notify_workers(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, Any]:
+async def _worker_notices(ctx: Context, client: redis.asyncio.Redis, alert: Alert) -> dict[str, str]:
+    """Each community worker's notice: a link to the committee's roll-up."""
     notices: list[tuple[Volunteer, int]] = []
     for community, waiting in await _waiting_by_area(client, ctx.keys, alert.id, 12):
         if waiting:
             workers = await community_volunteers(client, ctx.keys, community)
             notices += [(w, waiting) for w in workers if w.role is VolunteerRole.community_worker]
-    sent = await send_notices(ctx, client, alert, notices, "rollup")
-    return {"workers": sent}
+    return compose_notices(ctx, alert, notices, "rollup")
 
 
 NOTICE = {
@@ -236,22 +285,18 @@ NOTICE = {
 }
 
 
-async def send_notices(
+def compose_notices(
     ctx: Context,
-    client: redis.asyncio.Redis,
     alert: Alert,
     notices: Sequence[tuple[Volunteer, int]],
     kind: str,
     place: str = "",
     who: str = "",
-) -> int:
-    """Text each volunteer their signed link (once per volunteer and kind, unless it is a help case)."""
-    messages: list[OutboundMessage] = []
+    case: str = "",
+) -> dict[str, str]:
+    """The text of each volunteer's notice with their signed link, by notice id (one per volunteer)."""
+    out: dict[str, str] = {}
     for volunteer, waiting in notices:
-        if kind != "help" and not await client.hsetnx(
-            ctx.keys.alert_notices(alert.id), f"{kind}:{volunteer.id}", ctx.clock.now().isoformat()
-        ):
-            continue
         path = "/w/" if kind == "rollup" else "/v/"
         link = f"{ctx.settings.public_url}{path}{volunteer_token(ctx.secret, volunteer.id, alert.id)}"
         text = NOTICE[kind].format(
@@ -265,14 +310,95 @@ async def send_notices(
             place=place,
             who=who,
         )
-        messages.append(OutboundMessage(alert.id, -1 - len(messages), volunteer.phone, text))
-    if not messages:
-        return 0
-    await client.expire(ctx.keys.alert_notices(alert.id), ALERT_RETENTION_SECONDS)
-    async with TwilioSMS(ctx.settings) as channel:
-        accepted = [r async for r in channel.send(messages, OpenGate()) if r.outcome is Outcome.accepted]
-    await client.hincrby(ctx.keys.counts(alert.id), f"notices:{kind}", len(accepted))
-    return len(accepted)
+        notice_id = f"{kind}:{case}:{volunteer.id}" if case else f"{kind}:{volunteer.id}"
+        out.setdefault(notice_id, json.dumps({"phone": volunteer.phone, "text": text}, ensure_ascii=False))
+    return out
+
+
+class NoticesPending(RuntimeError):
+    """Some notices were not accepted by the provider yet (it failed or throttled): the job is retried."""
+
+
+class _NoticeGate:
+    """Records each notice as handed to the provider before it goes (what was in flight when a run died)."""
+
+    def __init__(self, client: redis.asyncio.Redis, key: str, ids: dict[int, str], lease: Lease, at: str) -> None:
+        self.client, self.key, self.ids, self.lease, self.at = client, key, ids, lease, at
+
+    async def admit(self, messages: Sequence[OutboundMessage], cost: float) -> None:
+        self.lease.check()
+        await self.client.hset(self.key, mapping={self.ids[m.ordinal]: self.at for m in messages})
+
+    def slow_down(self) -> None:
+        return None
+
+    async def retry_throttled(self, message: OutboundMessage, tries: int) -> bool:
+        if tries >= 3:
+            return False
+        await asyncio.sleep(0.5 * (tries + 1))
+        return True
+
+
+async def send_notices(
+    ctx: Context,
+    client: redis.asyncio.Redis,
+    alert: Alert,
+    notices: dict[str, dict[str, Any]],
+    lease: Lease,
+    kind: str,
+) -> int:
+    """Text every notice of a frozen work list that is not recorded as sent; returns how many of the
+    list are sent. A notice is recorded as sent once the provider accepted it; one the provider
+    refuses for good (an invalid number) is recorded as failed; any other leaves the job to be retried."""
+    sent_key, attempts_key = ctx.keys.alert_notices(alert.id), ctx.keys.alert_notice_attempts(alert.id)
+    ids = list(notices)
+    done = await client.hmget(sent_key, ids) if ids else []
+    todo = [nid for nid, state in zip(ids, done, strict=True) if state is None]
+    if todo:
+        tried = await client.hmget(attempts_key, todo)
+        suspect = sum(t is not None for t in tried)  # handed over by a run that died before it heard back
+        by_ordinal = {-1 - i: nid for i, nid in enumerate(todo)}
+        messages = [
+            OutboundMessage(alert.id, o, notices[nid]["phone"], notices[nid]["text"]) for o, nid in by_ordinal.items()
+        ]
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.expire(sent_key, ALERT_RETENTION_SECONDS)
+            pipe.expire(attempts_key, ALERT_RETENTION_SECONDS)
+            if suspect:
+                pipe.hincrby(ctx.keys.counts(alert.id), "notices:possible_duplicates", suspect)
+            await pipe.execute()
+        gate = _NoticeGate(client, attempts_key, by_ordinal, lease, ctx.clock.now().isoformat())
+        pending = 0
+        async with TwilioSMS(ctx.settings) as channel:
+            async for result in channel.send(messages, gate):
+                nid = by_ordinal[result.ordinal]
+                if result.outcome is Outcome.accepted:
+                    async with client.pipeline(transaction=False) as pipe:
+                        pipe.hsetnx(sent_key, nid, ctx.clock.now().isoformat())
+                        pipe.hincrby(ctx.keys.counts(alert.id), f"notices:{kind}", 1)
+                        await pipe.execute()
+                elif result.outcome in (Outcome.permanent, Outcome.opted_out):
+                    await client.hsetnx(sent_key, nid, f"failed:{result.error_code or 0}")
+                    await client.hincrby(ctx.keys.counts(alert.id), "notices:failed", 1)
+                else:
+                    pending += 1
+        if pending:
+            raise NoticesPending(f"{pending} of {len(todo)} {kind} notices were not accepted yet; trying again")
+    states = await client.hmget(sent_key, ids) if ids else []
+    return sum(1 for state in states if state is not None and not as_text(state).startswith("failed"))
+
+
+def queue_help_case(ctx: Context, alert_id: str, ordinal: int) -> bool:
+    """Queue the help case of (alert, ordinal) unless it is queued or running; retried until done."""
+    return enqueue_once(
+        ctx.queue(CONTROL_QUEUE),
+        "broadcast.escalation.help_case_job",
+        alert_id,
+        ordinal,
+        job_id=f"{ctx.keys.ns}-{alert_id}-h{ordinal}",
+        retry=until_done(),
+        result_ttl=ALERT_RETENTION_SECONDS,
+    )
 
 
 def help_case_job(alert_id: str, ordinal: int) -> dict[str, Any]:
@@ -281,25 +407,34 @@ def help_case_job(alert_id: str, ordinal: int) -> dict[str, Any]:
 
 
 async def help_case(ctx: Context, alert_id: str, ordinal: int) -> dict[str, Any]:
+    """Text the resident's building and grid volunteers and community workers, each once (a run that
+    died part way is finished by the next)."""
     client = ctx.async_redis()
     try:
         alert = await load_alert_async(client, ctx.keys, alert_id)
         if alert is None:
             return {"notified": 0}
-        (rid,) = await read_rids(client, ctx.keys, alert_id, [ordinal])
-        resident = (await load_residents(client, ctx.keys, [rid])).get(rid)
-        if resident is None:
-            return {"notified": 0}
-        helpers: list[Volunteer] = await volunteers_for(client, ctx.keys, resident)
-        helpers += [
-            w
-            for w in await community_volunteers(client, ctx.keys, resident.community)
-            if w.role is VolunteerRole.community_worker and w.id not in {h.id for h in helpers}
-        ]
-        names = await area_names(client, ctx.keys, [resident.place])
-        place = names.get(resident.place, "") + (f" {resident.room}" if resident.room else "")
-        sent = await send_notices(ctx, client, alert, [(h, 1) for h in helpers], "help", place=place, who=resident.name)
-        return {"notified": sent}
+
+        async def build() -> dict[str, str]:
+            (rid,) = await read_rids(client, ctx.keys, alert_id, [ordinal])
+            resident = (await load_residents(client, ctx.keys, [rid])).get(rid)
+            if resident is None:
+                return {}
+            helpers: list[Volunteer] = await volunteers_for(client, ctx.keys, resident)
+            helpers += [
+                w
+                for w in await community_volunteers(client, ctx.keys, resident.community)
+                if w.role is VolunteerRole.community_worker and w.id not in {h.id for h in helpers}
+            ]
+            names = await area_names(client, ctx.keys, [resident.place])
+            place = names.get(resident.place, "") + (f" {resident.room}" if resident.room else "")
+            return compose_notices(
+                ctx, alert, [(h, 1) for h in helpers], "help", place=place, who=resident.name, case=str(ordinal)
+            )
+
+        async with Lease(client, ctx.keys.lease(f"{alert_id}-h{ordinal}")) as lease:
+            notices = await frozen(client, ctx.keys.alert_work(alert_id, f"h{ordinal}"), build)
+            return {"notified": await send_notices(ctx, client, alert, notices, lease, "help")}
     finally:
         await client.aclose()
 

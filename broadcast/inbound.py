@@ -8,6 +8,12 @@ recorded, and the batch's lookups and ledger writes go to Redis as a few command
 (a reply's phone, record, roster range and ordinal, then one ledger call per alert and event),
 not seven round trips for each. A request is answered when its batch is stored, so a 2xx still
 means stored; if storing fails, every request of that batch fails with it and the provider retries.
+
+A provider retries what we did not answer in time (our callback URLs ask Twilio to), so the same
+event may come twice: storing it again changes nothing (bitmaps, a reply kept once per message id,
+a help case queued once) and it is answered 200 again. A delivery report counts only for a message
+we sent that recipient on that channel and round, and never moves a recipient back: "failed" after
+"delivered" (or a confirmation) is ignored.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from functools import lru_cache
 import redis.asyncio
 
 from audiences.residents import Resident, hget_many, load_places, phone_rids
-from broadcast.context import CONTROL_QUEUE, Context
-from broadcast.deliver import channel_failed, load_alert_async
+from broadcast.context import Context
+from broadcast.deliver import channel_failed, channel_label, load_alert_async
 from broadcast.keys import ALERT_RETENTION_SECONDS, Keys, as_bytes, as_text
-from broadcast.ledger import Ledger, RosterIndex, roster_index
+from broadcast.ledger import Ledger, RosterIndex, Stage, roster_index
 from broadcast.models import AckMethod, Alert, ChannelKind, EventKind, RecipientEvent, ReplyEvent, normalise_reply
 
 _ALERT_CACHE_SECONDS = 2.0
@@ -35,6 +41,7 @@ REPLIES_KEPT = 100_000  # unreadable replies kept per alert for the roll-ups
 HELP_WORDS = ("帮", "救", "困", "急", "伤", "help", "sos")
 _MOST_RECENT_ALERTS = 21  # a reply is matched against the latest active alerts, newest first
 BATCH_LIMIT = 500  # events stored together at most
+REPORTS = (EventKind.delivered, EventKind.failed)  # what providers report about a message we sent
 
 # A reply we cannot read as yes or help: counted for the alert and kept for the roll-up, once per
 # provider message id. KEYS: the alert's reply ids, counts, replies stream, the service's stats.
@@ -155,10 +162,11 @@ class Inbox:
     ) -> list[Recorded]:
         """Facts about (alert, ordinal) pairs; one ledger call per alert, event, channel and method."""
         out: list[Recorded] = []
-        groups: dict[tuple[str, EventKind, ChannelKind, AckMethod | None], list[tuple[int, int]]] = {}
+        groups: dict[tuple[str, EventKind, ChannelKind, int, AckMethod | None], list[tuple[int, int]]] = {}
         alerts: dict[str, Alert] = {}
         looked_up: dict[str, tuple[Alert | None, RosterIndex | None]] = {}
         stale = 0
+        known: list[tuple[RecipientEvent, AckMethod | None, Alert, RosterIndex] | None] = []
         for event, method in events:
             if event.alert_id not in looked_up:  # most events of a batch are about one alert
                 looked_up[event.alert_id] = (
@@ -168,44 +176,107 @@ class Inbox:
             alert, index = looked_up[event.alert_id]
             if alert is None or index is None or not 0 <= event.ordinal < index.size:
                 stale += 1
-                out.append(Recorded("stale", event.alert_id, event.ordinal))
+                known.append(None)
+            else:
+                known.append((event, method, alert, index))
+        verdicts = await self._check_reports([k[0] if k and k[1] is None else None for k in known])
+        unmatched = superseded = 0
+        for entry, verdict in zip(known, verdicts, strict=True):
+            if entry is None:
                 continue
-            if event.kind is EventKind.failed:
+            event, method, alert, index = entry
+            if verdict == "unmatched":
+                unmatched += 1
+                out_event = Recorded("unmatched_report", alert.id, event.ordinal)
+            elif verdict == "superseded":
+                superseded += 1
+                out_event = Recorded("superseded", alert.id, event.ordinal)
+            elif event.kind is EventKind.failed:
                 await channel_failed(
-                    self.ctx, self.client, alert, index, event.channel, [event.ordinal], event.error_code
+                    self.ctx, self.client, alert, index, event.channel, [event.ordinal], event.error_code, event.round
                 )
-                out.append(Recorded("failed", alert.id, event.ordinal))
-                continue
-            alerts[alert.id] = alert
-            key = (alert.id, event.kind, event.channel, method or event.method)
-            groups.setdefault(key, []).append((event.ordinal, index.community_index(event.ordinal)))
-            out.append(Recorded(event.kind.value, alert.id, event.ordinal))
+                out_event = Recorded("failed", alert.id, event.ordinal)
+            else:
+                alerts[alert.id] = alert
+                key = (alert.id, event.kind, event.channel, event.round, method or event.method)
+                groups.setdefault(key, []).append((event.ordinal, index.community_index(event.ordinal)))
+                out_event = Recorded(event.kind.value, alert.id, event.ordinal)
+            out.append(out_event)
+        out = self._in_order(known, out, events)
+        if unmatched or superseded:
+            async with self.client.pipeline(transaction=False) as pipe:
+                if unmatched:
+                    pipe.hincrby(self.keys.stats, "unmatched_reports", unmatched)
+                if superseded:
+                    pipe.hincrby(self.keys.stats, "superseded_reports", superseded)
+                await pipe.execute()
         if stale:
             await self.client.hincrby(self.keys.stats, "stale_events", stale)
         now = self.ctx.clock.now()
-        for (alert_id, kind, channel, method), pairs in groups.items():
+        for (alert_id, kind, channel, round_, method), pairs in groups.items():
             alert = alerts[alert_id]
             issued_at = alert.issued_at or alert.created_at
             ledger = Ledger(self.client, self.keys, alert_id)
-            new_cases: list[int] = []
             if kind is EventKind.needs_help:
                 # When each first asked, so the duty room sees the newest calls for help first.
                 asked = self.keys.help_asked(alert_id)
                 await self.client.zadd(asked, {str(o): now.timestamp() for o, _ in pairs}, nx=True)
                 await self.client.expire(asked, ALERT_RETENTION_SECONDS)
+            label = channel_label(channel, round_)
             if kind is EventKind.needs_help and method is not AckMethod.volunteer:
-                known = await ledger.bits("needs_help", [o for o, _ in pairs])
-                new_cases = [o for (o, _), seen in zip(pairs, known, strict=True) if not seen]
-            await ledger.mark(kind, channel, pairs, issued_at=issued_at, at=now, method=method)
-            for ordinal in new_cases:
-                # A call for help skips the ladder: the volunteers and the community worker hear of it now.
-                await asyncio.to_thread(
-                    self.ctx.queue(CONTROL_QUEUE).enqueue, "broadcast.escalation.help_case_job", alert_id, ordinal
-                )
+                from broadcast.escalation import queue_help_case  # the ladder's module, loaded when first needed
+
+                seen = await ledger.bits("needs_help", [o for o, _ in pairs])
+                for (ordinal, _), already in zip(pairs, seen, strict=True):
+                    if not already:
+                        # A call for help skips the ladder: the volunteers and the community worker hear
+                        # of it now. Queued before it is marked, and once: a retried request queues nothing.
+                        await asyncio.to_thread(queue_help_case, self.ctx, alert_id, ordinal)
+            stage = Stage.delivered if kind is EventKind.delivered else None
+            await ledger.mark(
+                kind, channel, pairs, issued_at=issued_at, at=now, method=method, label=label, stage=stage
+            )
             if kind in (EventKind.acknowledged, EventKind.needs_help):
                 # Whoever answers has the message, whatever the delivery report says.
-                await ledger.mark(EventKind.delivered, channel, pairs, issued_at=issued_at, at=now)
+                await ledger.mark(
+                    EventKind.delivered, channel, pairs, issued_at=issued_at, at=now, label=label, stage=Stage.delivered
+                )
         return out
+
+    @staticmethod
+    def _in_order(
+        known: Sequence[tuple[RecipientEvent, AckMethod | None, Alert, RosterIndex] | None],
+        recorded: list[Recorded],
+        events: Sequence[tuple[RecipientEvent, AckMethod | None]],
+    ) -> list[Recorded]:
+        """What each event came to, in the order of the events (stale ones where they were)."""
+        done = iter(recorded)
+        return [
+            next(done) if entry is not None else Recorded("stale", event.alert_id, event.ordinal)
+            for entry, (event, _) in zip(known, events, strict=True)
+        ]
+
+    async def _check_reports(self, reports: Sequence[RecipientEvent | None]) -> list[str | None]:
+        """For each provider report (None: not one): "unmatched" when we sent that recipient no message
+        on that channel and round, "superseded" when it says failed of someone delivered already, else None."""
+        wanted = [(i, e) for i, e in enumerate(reports) if e is not None and e.kind in REPORTS]
+        verdicts: list[str | None] = [None] * len(reports)
+        if not wanted:
+            return verdicts
+        async with self.client.pipeline(transaction=False) as pipe:
+            for _, e in wanted:
+                label = channel_label(e.channel, e.round)
+                pipe.getbit(self.keys.bits(e.alert_id, f"attempted:{label}"), e.ordinal)
+                pipe.getbit(self.keys.bits(e.alert_id, f"sent:{label}"), e.ordinal)
+                pipe.getbit(self.keys.bits(e.alert_id, "delivered"), e.ordinal)
+            bits = await pipe.execute()
+        for n, (i, e) in enumerate(wanted):
+            attempted, sent, delivered = bits[3 * n : 3 * n + 3]
+            if not (attempted or sent):
+                verdicts[i] = "unmatched"
+            elif e.kind is EventKind.failed and delivered:
+                verdicts[i] = "superseded"
+        return verdicts
 
     async def record_reply(self, event: ReplyEvent) -> Recorded:
         """A text from a resident: find who and for which alert, then what they meant."""

@@ -57,8 +57,15 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
     {ns}:alert:{id}:slots           string 16 bytes per ordinal: first sent/delivered/acknowledged
                                            times (u32 seconds after issue), channel, ack method, error code
     {ns}:alert:{id}:screens         hash   screen id -> state (queued, failed, published, shown)
-    {ns}:alert:{id}:steps           hash   escalation step -> when it ran (each runs once)
-    {ns}:alert:{id}:notices         hash   "{kind}:{volunteer}" -> when they were texted their link
+    {ns}:alert:{id}:stage           string u4 per ordinal (BITFIELD #ordinal): where the recipient's sending is:
+                                           0 queued, 1 sent, 2 rerouted to the next channel, 3 delivered,
+                                           4 failed (no channel left); counted as "stage:{name}" in counts
+    {ns}:alert:{id}:steps           hash   escalation step -> when it finished (every notice it owed sent)
+    {ns}:alert:{id}:work:{name}     hash   a step's or help case's work list, frozen by its first run
+                                           ("e{step}", "h{ordinal}"): notice id -> JSON {phone, text}
+    {ns}:alert:{id}:notices         hash   notice id ("{kind}:{volunteer}", "help:{ordinal}:{volunteer}")
+                                           -> when the provider accepted it (or "failed:{code}")
+    {ns}:alert:{id}:notice-attempts hash   notice id -> when it was handed to the provider (sent or not)
     {ns}:alert:{id}:outcomes        hash   ordinal -> JSON {outcome, volunteer, at, request}: door-to-door results
     {ns}:alert:{id}:replies         stream replies we could not read as yes or help {ordinal, body, at}, capped
     {ns}:alert:{id}:reply-ids       set    provider message ids of those replies, so a replayed one counts once
@@ -80,8 +87,12 @@ Console (users and their credentials; tokens are stored only as SHA-256 digests)
 
 Operations
     {ns}:ratelimit:{account}        string GCRA theoretical arrival time for one provider account
-    {ns}:ratelimit:{account}:slow   string present while the provider is throttling us (halves the rate)
+    {ns}:ratelimit:{account}:learnt hash   the rate learnt from the provider's refusals: "rate", "mode"
+                                           (start, steady), "changed", "cut"; expires a minute after the last
     {ns}:stats                      hash   service-wide counters (unmatched and replayed replies, refused webhooks)
+    {ns}:watchdog                   string the lock of the worker doing the watchdog pass (lapses in 10 s)
+    {ns}:lease:{work}               string the run holding a batch, step or help case ("{alert}-b{…}"),
+                                           renewed every 2 s, lapses 10 s after its run died
     {ns}:audit                      stream who did what, when, from where (append-only)
     {ns}:secret                     string the signing key when none is configured
 """
@@ -238,6 +249,15 @@ class Keys:
     def alert_notices(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:notices"
 
+    def alert_notice_attempts(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:notice-attempts"
+
+    def alert_work(self, alert_id: str, name: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:work:{name}"
+
+    def alert_stage(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:stage"
+
     def alert_outcomes(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:outcomes"
 
@@ -278,12 +298,19 @@ class Keys:
     def rate_limit(self, account: str) -> str:
         return f"{self.ns}:ratelimit:{account}"
 
-    def rate_limit_penalty(self, account: str) -> str:
-        return f"{self.ns}:ratelimit:{account}:slow"
+    def rate_limit_learnt(self, account: str) -> str:
+        return f"{self.ns}:ratelimit:{account}:learnt"
 
     @property
     def stats(self) -> str:
         return f"{self.ns}:stats"
+
+    @property
+    def watchdog(self) -> str:
+        return f"{self.ns}:watchdog"
+
+    def lease(self, work: str) -> str:
+        return f"{self.ns}:lease:{work}"
 
     @property
     def audit(self) -> str:

@@ -9,6 +9,12 @@ retried batch never counts twice. Each recipient has a 16-byte slot:
     byte  12    channel that delivered first
     byte  13    how they confirmed (AckMethod)
     bytes 14-15 last error code     u16
+
+Each recipient is also in exactly one *stage* of their sending (u4 by ordinal): queued, sent
+(accepted by a provider, no report yet), rerouted (a channel failed; the next one is on its way),
+delivered, or failed (no channel left). A stage moves only forward (delivered is final; a late
+delivery report still turns failed into delivered), in the same call that sets the bit causing it,
+and its counters ("stage:{name}") are kept with it: at every moment the stages add up to the roster.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
 
 import redis.asyncio
 
@@ -32,14 +39,73 @@ CHANNEL_BY_CODE = {v: k for k, v in CHANNEL_CODE.items()}
 METHOD_CODE = {m: i + 1 for i, m in enumerate(AckMethod)}
 METHOD_BY_CODE = {v: k for k, v in METHOD_CODE.items()}
 
-# KEYS: channel bitmap ("" to skip), recipient bitmap ("" to skip), counts, slots
+
+class Stage(IntEnum):
+    """Where one recipient's sending is; each stage lists the stages it may follow."""
+
+    queued = 0
+    sent = 1
+    rerouted = 2
+    delivered = 3
+    failed = 4
+
+    @property
+    def follows(self) -> int:
+        """A bit mask of the stages a recipient may move to this one from."""
+        allowed = {
+            Stage.queued: (),
+            Stage.sent: (Stage.queued, Stage.rerouted),
+            Stage.rerouted: (Stage.queued, Stage.sent),
+            Stage.delivered: (Stage.queued, Stage.sent, Stage.rerouted, Stage.failed),
+            Stage.failed: (Stage.queued, Stage.sent, Stage.rerouted),
+        }[self]
+        return sum(1 << s for s in allowed)
+
+
+STAGE_NAMES = {s.value: s.name for s in Stage}
+
+# Moves ordinals to stage `to` where their stage is in `mask` (two BITFIELD calls a thousand), keeping
+# the "stage:{name}" counters. KEYS[3] counts, KEYS[5] stages.
+_MOVE = """
+local stage_names = {[0] = 'queued', 'sent', 'rerouted', 'delivered', 'failed'}
+local function move_all(ords, to, mask)
+  local moved = {[0] = 0, 0, 0, 0, 0}
+  for first = 1, #ords, 1000 do
+    local gets, chunk = {}, {}
+    for i = first, math.min(#ords, first + 999) do
+      chunk[#chunk + 1] = ords[i]
+      gets[#gets + 1] = 'GET'; gets[#gets + 1] = 'u4'; gets[#gets + 1] = '#' .. ords[i]
+    end
+    local olds = redis.call('BITFIELD', KEYS[5], unpack(gets))
+    local sets = {}
+    for i, ord in ipairs(chunk) do
+      local old = olds[i]
+      if old ~= to and math.floor(mask / (2 ^ old)) % 2 == 1 then
+        sets[#sets + 1] = 'SET'; sets[#sets + 1] = 'u4'; sets[#sets + 1] = '#' .. ord; sets[#sets + 1] = to
+        moved[old] = moved[old] - 1
+        moved[to] = moved[to] + 1
+      end
+    end
+    if #sets > 0 then redis.call('BITFIELD', KEYS[5], unpack(sets)) end
+  end
+  for stage = 1, 4 do
+    if moved[stage] ~= 0 then redis.call('HINCRBY', KEYS[3], 'stage:' .. stage_names[stage], moved[stage]) end
+  end
+end
+"""
+
+# KEYS: channel bitmap ("" to skip), recipient bitmap ("" to skip), counts, slots, stages
 # ARGV: event, channel, slot offset (-1: none), slot bytes, extra offset (-1: none), extra bytes,
 #       then the (ordinal, committee index) pairs in one argument, "ordinal committee;" each (one
-#       argument rather than two a pair: packing arguments is most of what a call costs the client)
-_MARK = """
+#       argument rather than two a pair: packing arguments is most of what a call costs the client),
+#       then the stage a fresh mark moves the recipient to (-1: none) and the mask of stages it may leave
+_MARK = (
+    _MOVE
+    + """
 local event, channel = ARGV[1], ARGV[2]
 local slot_off, slot_val = tonumber(ARGV[3]), ARGV[4]
 local extra_off, extra_val = tonumber(ARGV[5]), ARGV[6]
+local stage_to, stage_mask = tonumber(ARGV[8]), tonumber(ARGV[9])
 local by_channel, by_recipient = 0, 0
 local fresh_ordinals = {}
 for o, committee in string.gmatch(ARGV[7], "(%d+) (%d+);") do
@@ -59,8 +125,21 @@ for o, committee in string.gmatch(ARGV[7], "(%d+) (%d+);") do
 end
 if by_channel > 0 then redis.call('HINCRBY', KEYS[3], event .. ':' .. channel, by_channel) end
 if by_recipient > 0 then redis.call('HINCRBY', KEYS[3], event, by_recipient) end
+if stage_to >= 0 then move_all(fresh_ordinals, stage_to, stage_mask) end
 return {by_recipient, fresh_ordinals}
 """
+)
+
+# KEYS: -, -, counts, -, stages. ARGV: stage, mask, then ordinals "o;o;…"
+_STAGE = (
+    _MOVE
+    + """
+local ords = {}
+for o in string.gmatch(ARGV[3], "(%d+);") do ords[#ords + 1] = tonumber(o) end
+move_all(ords, tonumber(ARGV[1]), tonumber(ARGV[2]))
+return 1
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -127,13 +206,15 @@ class Ledger:
         method: AckMethod | None = None,
         error_code: int | None = None,
         label: str | None = None,
+        stage: Stage | None = None,
     ) -> tuple[int, list[int]]:
         """Record ``event`` for (ordinal, committee index) pairs.
 
         Returns how many recipients are new to the event, and the ordinals new to it on this channel.
 
         ``recipient_level`` False records a channel-level fact only (a failure that another
-        channel may still make good); ``channel`` None records the recipient level only.
+        channel may still make good); ``channel`` None records the recipient level only. ``stage``:
+        where the mark moves the recipients it is new for (if their stage may move there).
         """
         if not ordinals:
             return (0, [])
@@ -153,9 +234,34 @@ class Ledger:
             extra_off, extra_val = 14, struct.pack(">H", min(error_code, 0xFFFF))
         pairs = "".join(f"{ordinal} {cidx};" for ordinal, cidx in ordinals)
         args: list[str | int | bytes] = [event.value, name, slot_off, slot_val, extra_off, extra_val, pairs]
-        keys = [channel_key, recipient_key, self.keys.counts(self.alert_id), self.keys.slots(self.alert_id)]
+        args += [stage.value, stage.follows] if stage is not None else [-1, 0]
+        keys = [
+            channel_key,
+            recipient_key,
+            self.keys.counts(self.alert_id),
+            self.keys.slots(self.alert_id),
+            self.keys.alert_stage(self.alert_id),
+        ]
         result = await self.client.eval(_MARK, len(keys), *keys, *args)
         return int(result[0]), [int(o) for o in result[1]]
+
+    async def move(self, stage: Stage, ordinals: Iterable[int]) -> None:
+        """Move recipients to ``stage`` (where their present stage allows it), keeping the counters."""
+        packed = "".join(f"{o};" for o in ordinals)
+        if packed:
+            stages = self.keys.alert_stage(self.alert_id)
+            keys = ["", "", self.keys.counts(self.alert_id), "", stages]
+            await self.client.eval(_STAGE, len(keys), *keys, stage.value, stage.follows, packed)
+
+    async def stages(self, ordinals: Sequence[int]) -> list[Stage]:
+        """The present stage of each ordinal."""
+        if not ordinals:
+            return []
+        args: list[str] = []
+        for o in ordinals:
+            args += ("GET", "u4", f"#{o}")
+        raw = await self.client.execute_command("BITFIELD", self.keys.alert_stage(self.alert_id), *args)
+        return [Stage(int(v)) for v in raw]
 
     async def bits(self, state: str, ordinals: Sequence[int]) -> list[bool]:
         """Whether each ordinal has ``state`` set."""

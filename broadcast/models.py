@@ -229,6 +229,7 @@ class RecipientEvent(BaseModel):
     method: AckMethod | None = None
     error_code: int | None = None
     provider_ref: str | None = None
+    round: int = Field(default=0, ge=0, le=9)  # 0: the alert; 1, 2 …: an escalation round on this channel
 
 
 class ReplyEvent(BaseModel):

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rq import Queue, Retry
+from rq import Queue
 
 from audiences.areas import AreaLevel, AreaTree
 from audiences.residents import VULNERABLE
@@ -22,6 +22,7 @@ from audiences.screens import screens_for
 from audiences.selection import NO_CHANNEL, ChannelChooser, select
 from broadcast.alerts import get_alert, set_status
 from broadcast.context import Context, current, level_queue
+from broadcast.jobs import until_done
 from broadcast.keys import ALERT_RETENTION_SECONDS, as_text
 from broadcast.models import Alert, AlertStatus, ChannelKind
 
@@ -223,7 +224,7 @@ def enqueue_batches(ctx: Context, alert: Alert) -> int:
                 timeout=900,
                 result_ttl=3600,
                 failure_ttl=ALERT_RETENTION_SECONDS,
-                retry=Retry(max=5, interval=[2, 10, 30, 60, 120]),
+                retry=until_done(),
             )
         )
     queued = 0

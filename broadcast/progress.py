@@ -2,6 +2,11 @@
 
 Every recipient-level event is counted per committee as it happens (see ledger), and committees
 are contiguous ordinal ranges, so a district's figure is the sum of its committees' figures.
+
+The totals also place every recipient in exactly one stage of their sending (``totals["stages"]``:
+queued, sent, rerouted, delivered, failed), kept by the ledger as it marks them, so that the stages
+add up to the roster at every moment. Sending is done (``totals["sending"]`` is "done") when nobody
+is queued or rerouted: every recipient's message has left for a provider, or no channel is left.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from broadcast.ledger import roster_index
 from broadcast.models import Alert
 
 STATES = ("sent", "delivered", "failed", "acknowledged", "needs_help")
+STAGES = ("queued", "sent", "rerouted", "delivered", "failed")
+_NOT_CHANNELS = ("stage", "notices")  # "{name}:{…}" counters that are not per channel
 
 
 AREA_LEVELS = ("district", "street", "community")
@@ -44,11 +51,23 @@ def summarise(
 ) -> dict[str, Any]:
     """The progress document for one alert (pure: everything it needs is passed in), with rows for
     the area ``levels`` asked for (district, street, community)."""
-    totals = {"targeted": plan.get("targeted", 0), **{s: counts.get(s, 0) for s in STATES}}
+    totals: dict[str, Any] = {"targeted": plan.get("targeted", 0), **{s: counts.get(s, 0) for s in STATES}}
     totals["confirmed"] = totals["acknowledged"]
-    totals["queued"] = max(0, totals["targeted"] - totals["sent"] - totals["failed"])
+    stages = {name: counts.get(f"stage:{name}", 0) for name in STAGES[1:]}
+    # Every recipient not in a later stage is queued: the ledger moves each one out of it exactly once.
+    stages = {"queued": totals["targeted"] - sum(stages.values()), **stages}
+    totals["stages"] = stages
+    totals["queued"] = stages["queued"] + stages["rerouted"]  # still to be sent on some channel
+    if not totals["targeted"]:
+        totals["sending"] = "planning"
+    elif totals["queued"]:
+        totals["sending"] = "sending"
+    else:
+        totals["sending"] = "done"
+    totals["done_sending"] = totals["sending"] == "done"
     totals["possible_duplicates"] = counts.get("duplicates", 0)
     totals["retried"] = counts.get("retried", 0)
+    totals["notices"] = {key.split(":", 1)[1]: value for key, value in counts.items() if key.startswith("notices:")}
     channels: dict[str, dict[str, int]] = {}
     for key, value in plan.items():
         if key.startswith("ch:"):
@@ -64,7 +83,8 @@ def summarise(
                 column[int(index)] = value
         elif ":" in key:
             state, channel = key.split(":", 1)
-            channels.setdefault(channel, {})[state] = value
+            if state not in _NOT_CHANNELS:
+                channels.setdefault(channel, {})[state] = value
     ends = [*starts[1:], size]
     targeted = [ends[i] - starts[i] for i in range(n)]
     areas: dict[str, list[dict[str, Any]]] = {}

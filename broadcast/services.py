@@ -18,7 +18,7 @@ from channels.push.jpush import SIMULATOR_APP_KEY, SIMULATOR_MASTER_SECRET
 from channels.simulators import SimulatedProvider, Simulators
 from channels.simulators.push import FCMSimulator, JPushSimulator, PushBehaviour
 from channels.simulators.twilio import TwilioBehaviour, TwilioSimulator
-from channels.twilio.account import twilio_account
+from channels.twilio.account import twilio_account, with_overrides
 from channels.twilio.sms import INBOUND_PATH
 
 P = TypeVar("P", bound=SimulatedProvider)
@@ -63,7 +63,10 @@ def simulated_providers(
     providers: list[SimulatedProvider] = []
     account = twilio_account(settings)
     if account.simulated:
-        providers.append(TwilioSimulator(account.sid, account.auth_token, settings.public_url + INBOUND_PATH, twilio))
+        # The inbound-message URL as operators are told to configure it: with the retry overrides.
+        inbound = with_overrides(settings.public_url + INBOUND_PATH, settings)
+        behaviour = twilio or TwilioBehaviour.from_knobs(settings.simulator_twilio)
+        providers.append(TwilioSimulator(account.sid, account.auth_token, inbound, behaviour))
     ack_url = settings.public_url + ACK_PATH
     if not (settings.jpush_app_key and settings.jpush_master_secret):
         providers.append(JPushSimulator(SIMULATOR_APP_KEY, SIMULATOR_MASTER_SECRET, ack_url, push))

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     simulator_url: str = "http://127.0.0.1:8081"
     # Their webhooks are accepted only while host and public_url are loopback, unless this says so.
     simulator_webhooks_public: bool = False
+    # The simulated Twilio's knobs (JSON), e.g. {"capacity": 300, "error_share": 0.01, "latency": 0.05}:
+    # see channels.simulators.twilio.TwilioBehaviour.KNOBS. Its counts: GET {simulator_url}/_simulator/twilio.
+    simulator_twilio: dict[str, float | bool] = {}
 
     # Twilio (SMS and voice)
     twilio_account_sid: str | None = None
@@ -51,6 +54,9 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str | None = None
     twilio_voice_from: str | None = None  # a voice-capable number; default: twilio_from
     twilio_api_base: str = TWILIO_REAL_API
+    # Connection overrides on every webhook URL we give Twilio: retry up to 5 times on any failure
+    # (their documented maximum), so that a callback we could not store comes again. Empty: none.
+    twilio_webhook_overrides: str = Field(default="rc=5&rp=all", pattern=r"^[A-Za-z0-9=&,._-]{0,200}$")
     voice_ring_seconds: int = Field(default=30, ge=5, le=120)
     voice_rate_per_second: float = Field(default=0.0, ge=0)  # calls per second (Twilio CPS); 0: no limit
 
@@ -91,7 +97,8 @@ class Settings(BaseSettings):
     sms_rate_burst: float = Field(default=0.0, ge=0)  # tokens allowed at once; 0: one second's worth
 
     # Worker
-    job_monitoring_interval: int = Field(default=5, ge=1)
+    job_monitoring_interval: int = Field(default=5, ge=1)  # a job's heartbeat lapses after three of these
+    watchdog_seconds: float = Field(default=2.0, gt=0, le=60)  # how often abandoned and due jobs are looked for
     maintenance_interval: int = Field(default=15, ge=1)
 
     # Console sign-in

@@ -51,6 +51,7 @@ class OutboundMessage:
     parts: int = 1  # SMS segments: what the rate limit counts
     validity_seconds: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    round: int = 0  # 0: the alert itself; 1, 2 …: an escalation round (its reports are told apart)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ class Channel(ABC):
         return None
 
     def rate_limit(self) -> tuple[str, float, float] | None:
-        """(account name, units per second, burst) shared by all workers, or None for no limit."""
+        """(account name, units per second, burst) shared by all workers, or None for no limit at all.
+        A rate of 0 means none is configured: the pace is then learnt from the provider's refusals."""
         return None
 
     @abstractmethod

@@ -9,7 +9,6 @@ import pytest
 from audiences.population import Population
 from broadcast.clock import ManualClock
 from broadcast.context import Context
-from broadcast.keys import as_text
 from broadcast.models import ChannelKind
 from broadcast.ratelimit import SharedRateLimit
 from broadcast.worker import drain
@@ -69,22 +68,22 @@ def test_sms_error_classes(
     assert report["channels"]["sms"].get("failed", 0) == (1 if fallback else 0)
     assert report["channels"]["voice"].get("failed", 0) == (1 if unreachable else 0)
     if trouble in ([429, 429],):
-        assert ctx.redis.exists(ctx.keys.rate_limit_penalty(f"twilio:{stack.sim.account_sid}")) == 0, (
-            "no rate configured: nothing to slow down"
+        assert ctx.redis.exists(ctx.keys.rate_limit_learnt(f"twilio:{stack.sim.account_sid}")) == 1, (
+            "no rate configured: the refusals taught every worker one"
         )
 
 
 def test_rate_limit_is_shared_and_halves_when_throttled(ctx: Context) -> None:
     clock = ManualClock()
 
-    async def run() -> tuple[list[bool], list[bool], str]:
+    async def run() -> tuple[list[bool], list[bool], str, float]:
         client = ctx.async_redis()
         try:
             one = SharedRateLimit(
-                client, ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_penalty("acct"), 100, 5, clock
+                client, ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_learnt("acct"), 100, 5, clock
             )
             two = SharedRateLimit(
-                client, ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_penalty("acct"), 100, 5, clock
+                client, ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_learnt("acct"), 100, 5, clock
             )
             # Two workers at one instant share five units of burst.
             at_once = [(await w._ask(1))[0] for w in (one, two, one, two, one, two)]
@@ -94,15 +93,57 @@ def test_rate_limit_is_shared_and_halves_when_throttled(ctx: Context) -> None:
             clock.advance(seconds=1)
             await two._ask(1)
             _, wait = await two._ask(10)
-            return at_once, later, wait
+            clock.advance(seconds=0.25)  # a quiet step: the learnt rate doubles back to the configured one
+            await one._ask(0)
+            return at_once, later, wait, one.in_force
         finally:
             await client.aclose()
 
-    at_once, later, wait = asyncio.run(run())
+    at_once, later, wait, recovered = asyncio.run(run())
     assert at_once == [True] * 5 + [False]
     assert later == [True] * 5 + [False]
     assert float(wait) == pytest.approx(0.12, abs=0.001), "throttled: the wait doubles (60 ms at the full rate)"
-    assert as_text(ctx.redis.get(ctx.keys.rate_limit_penalty("acct"))) == "1"
+    assert recovered == 100.0, "never above the configured rate"
+
+
+def test_without_a_configured_rate_the_pace_is_learnt_from_refusals(ctx: Context) -> None:
+    clock = ManualClock()
+
+    async def run() -> list[float]:
+        client = ctx.async_redis()
+        try:
+            keys = (ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_learnt("acct"))
+            one, two = SharedRateLimit(client, *keys, clock=clock), SharedRateLimit(client, *keys, clock=clock)
+            seen = []
+            await one._ask(1)
+            seen.append(one.in_force)  # no refusal yet: no limit
+            one.slow_down()
+            await one._ask(1)
+            await two._ask(0)
+            seen.append(two.in_force)  # the other worker learns it too
+            clock.advance(seconds=1)  # four quiet steps: doubled four times
+            await two._ask(0)
+            seen.append(two.in_force)
+            two.slow_down()
+            await two._ask(0)
+            seen.append(two.in_force)  # a refusal cuts it
+            one.slow_down()
+            await one._ask(0)
+            seen.append(one.in_force)  # refusals of one overshoot cut it once
+            clock.advance(seconds=0.5)
+            await one._ask(0)
+            seen.append(one.in_force)  # then it rises slowly
+            return seen
+        finally:
+            await client.aclose()
+
+    free, started, doubled, cut, once, rising = asyncio.run(run())
+    assert free == 0.0
+    assert started == 10.0
+    assert doubled == 160.0
+    assert cut == pytest.approx(160 / 2), "doubling overshot: back to the last rate that went through"
+    assert once == cut
+    assert rising == pytest.approx(cut * 1.015**2)
 
 
 def test_sms_rate_limit_holds_across_a_batch(ctx: Context, population: Population, stack: Stack) -> None:
@@ -140,7 +181,7 @@ def test_a_batch_gives_back_the_rate_it_took_and_did_not_spend(ctx: Context) -> 
     async def run() -> tuple[bool, bool]:
         client = ctx.async_redis()
         try:
-            keys = (ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_penalty("acct"))
+            keys = (ctx.keys.rate_limit("acct"), ctx.keys.rate_limit_learnt("acct"))
             one = SharedRateLimit(client, *keys, rate=1000, burst=20, clock=clock)
             two = SharedRateLimit(client, *keys, rate=1000, burst=20, clock=clock)
             await one.take(1)  # takes a chunk of 20 ms' worth, spends one unit

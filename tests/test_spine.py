@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,12 +16,11 @@ from broadcast import alerts
 from broadcast.cli import main
 from broadcast.console.users import Role
 from broadcast.context import QUEUE_ORDER, Context
-from broadcast.deliver import ATTEMPT_WINDOW, FLUSH_EVERY
 from broadcast.models import AlertStatus, Language, Level
-from broadcast.worker import drain, recover_abandoned
+from broadcast.worker import drain
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.sms import INBOUND_PATH, STATUS_PATH
-from tests.conftest import ROOT, STREET, Stack, free_port
+from tests.conftest import STREET, Stack, free_port
 from tests.helpers import add_user, issue, post_form, progress, request_json, texts_to
 
 
@@ -82,75 +78,6 @@ def test_progress_is_served_over_the_api(
     assert body["totals"]["sent"] == 600 and body["channels"]["sms"]["delivered"] == 600
     status, body = request_json(f"{stack.url}/api/v1/alerts/999999", token=officer_token)
     assert status == 404 and body["error"]["field"] == "id"
-
-
-def test_worker_killed_mid_batch_loses_nobody(ctx: Context, population: Population, stack: Stack) -> None:
-    stack.sim.behaviour.latency = 0.02  # slow provider: the batch is still running when the worker dies
-    stack.sim.behaviour.help_share = 0  # only the alert's own messages go to the provider
-    alert = issue(ctx, [STREET])
-    env = {
-        **os.environ,
-        "REDIS_URL": ctx.redis_url,
-        "BROADCAST_NAMESPACE": ctx.settings.namespace,
-        "BROADCAST_PORT": str(ctx.settings.port),
-        "BROADCAST_SIMULATOR_URL": ctx.settings.simulator_url,
-        "BROADCAST_SECRET_KEY": "test-secret-key",
-        "BROADCAST_SEND_CONCURRENCY": "4",
-        "BROADCAST_BATCH_SIZE": "600",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "broadcast", "worker", "--burst"],
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while len(stack.sim.messages) < 100:
-        assert time.monotonic() < deadline, "the worker never started sending"
-        assert worker.poll() is None, "the worker finished before it could be killed"
-        time.sleep(0.01)
-    kill_tree(worker.pid)  # the worker and its work horse, as a crashed machine would
-    worker.wait(10)
-    sent_before = len(stack.sim.messages)
-    assert sent_before < 600, "the batch finished before the kill; the test proves nothing"
-
-    stack.sim.behaviour.latency = 0
-    assert recover_abandoned(ctx, now=time.time() + 3600) >= 1
-    deadline = time.monotonic() + 60
-    while progress(ctx, alert.id)["totals"]["sent"] < 600:
-        assert time.monotonic() < deadline, "the abandoned batch was not retried"
-        drain(ctx)
-        time.sleep(0.2)
-    stack.settle()
-
-    phones = {r.phone for r in population.residents}
-    received = texts_to(stack.sim, population)
-    assert set(received) == phones, "nobody is missing"
-    duplicates = sum(received.values()) - len(phones)
-    reported = progress(ctx, alert.id)["totals"]["possible_duplicates"]
-    assert duplicates <= reported, "every real duplicate is counted"
-    assert reported <= ATTEMPT_WINDOW + FLUSH_EVERY + 4, "only what was in flight is suspect, not the whole batch"
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant (RQ's work horse runs in a session of its own)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    doomed, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        doomed.append(current)
-        stack += children.get(current, [])
-    for victim in doomed:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
 
 
 def test_forged_or_missing_signature_is_refused_and_changes_nothing(

@@ -127,7 +127,7 @@ def sample_requests(ctx: Context, alert: Alert, count: int) -> list[dict[str, st
                 "To": phone,
                 "Body": text.text,
                 "From": SIMULATOR_FROM,
-                "StatusCallback": status_callback_url(ctx.settings.public_url, alert.id, ordinal),
+                "StatusCallback": status_callback_url(ctx.settings, alert.id, ordinal),
                 "ValidityPeriod": "36000",
             }
         )

@@ -1,7 +1,8 @@
 """The Twilio simulator as a process of its own, for benchmarks: ``python -m broadcast.benchmarks.simulator``.
 
 It runs the same simulator the tests use, so the provider does not share a CPU with what is being
-measured, and adds ``GET /_bench/stats`` (what it accepted, per 10 ms) and ``POST /_bench/reset``.
+measured (or dies with the web app, in the faults benchmark), and adds ``GET /_bench/stats`` (what it
+accepted, per 10 ms) and ``POST /_bench/reset`` to the simulator's own ``/_simulator/twilio`` counts.
 Prints one line, ``ready <base url>``, once it listens.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callbacks", action="store_true", help="post status callbacks")
     parser.add_argument("--reply-share", type=float, default=0.0)
     parser.add_argument("--refuse-first", type=int, default=0, help="answer the first N creates 429 (error 20429)")
+    parser.add_argument(
+        "--knobs", default="{}", help="more knobs as JSON (see TwilioBehaviour.KNOBS); win over the above"
+    )
     args = parser.parse_args(argv)
     behaviour = TwilioBehaviour(
         reply_share=args.reply_share,
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         capacity_queue_seconds=args.queue_seconds,
         inject=[429] * args.refuse_first,
     )
+    behaviour = TwilioBehaviour.from_knobs(json.loads(args.knobs), behaviour)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, behaviour, args.webhook))
     return 0

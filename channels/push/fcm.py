@@ -144,7 +144,7 @@ class FCM(Channel):
 
     def rate_limit(self) -> tuple[str, float, float] | None:
         rate = self.settings.push_rate_per_second
-        return (f"fcm:{self.account.project_id}", rate, max(1.0, rate / 20)) if rate > 0 else None
+        return (f"fcm:{self.account.project_id}", rate, max(1.0, rate / 20) if rate > 0 else 0.0)
 
     @property
     def account(self) -> ServiceAccount:

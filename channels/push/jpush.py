@@ -156,7 +156,7 @@ class JPush(Channel):
 
     def rate_limit(self) -> tuple[str, float, float] | None:
         rate = self.settings.push_rate_per_second
-        return (f"jpush:{self.app_key}", rate, 1.0) if rate > 0 else None
+        return (f"jpush:{self.app_key}", rate, 1.0 if rate > 0 else 0.0)
 
     async def __aenter__(self) -> JPush:
         credentials = base64.b64encode(f"{self.app_key}:{self.master_secret}".encode()).decode()

@@ -9,10 +9,18 @@ Calls: ``POST …/Calls.json`` with inline TwiML; then call progress callbacks (
 StatusCallbackEvent, and always the final one), and for a share of those who answer a key press
 POSTed to the ``<Gather>`` action URL found in the TwiML.
 
-Every request to our webhooks is signed with X-Twilio-Signature as Twilio signs it. What was
-received is recorded (``messages``, ``calls``) so tests assert on real wire traffic; misbehaviour
-is injectable: latency, 429 / 5xx answers, timeouts, invalid numbers, numbers that never receive,
-lines that are busy or never answered.
+Every request to our webhooks is signed with X-Twilio-Signature as Twilio signs it (over the URL it
+requests; whether Twilio includes the overrides' fragment is not documented, and the service accepts
+both), and retried as
+the URL's connection overrides ask (``#rc=5&rp=all``: up to five retries on any failure, within
+``tt`` milliseconds, 15 s by default); without them, once on a failed connection only, Twilio's
+default. Twilio does not document how it spaces retries: the simulator waits 0.5 s, 1 s, 2 s …
+What was received is recorded (``messages``, ``calls``) so tests assert on real wire traffic, and
+counted for anyone over HTTP (``GET /_simulator/twilio``); misbehaviour is injectable: latency,
+429 / 5xx answers (a share of them, or the next few), timeouts, invalid numbers, numbers that never
+receive, lines that are busy or never answered. Its knobs can be given when ``broadcast serve``
+starts it (``BROADCAST_SIMULATOR_TWILIO``, JSON) or changed while it runs
+(``POST /_simulator/twilio/knobs``).
 
 Capacity: a real account carries so many messages a second. Twilio takes what comes faster into
 the sender's queue and sends it on at that rate; it refuses a create only when the queue holds more
@@ -28,15 +36,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import random
 import secrets
 import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
@@ -72,6 +83,39 @@ class TwilioBehaviour:
     keep_messages: bool = True  # False: count messages without keeping each one (long benchmark runs)
     capacity: float = 0.0  # messages a second the account sends on; 0: no limit
     capacity_queue_seconds: float = 4 * 3600.0  # backlog queued before creates are answered 429
+    error_share: float = 0.0  # share of creates answered 500 (error 20500), at random
+    refuse_share: float = 0.0  # share of creates answered 429 (error 20429), at random
+
+    # Knobs that can be set from outside (serve's settings, the knobs endpoint): plain values only.
+    KNOBS = (
+        "reply_share",
+        "help_share",
+        "latency",
+        "undeliverable_share",
+        "send_status_callbacks",
+        "keep_messages",
+        "capacity",
+        "capacity_queue_seconds",
+        "error_share",
+        "refuse_share",
+        "seed",
+    )
+
+    @classmethod
+    def from_knobs(cls, knobs: Mapping[str, Any], base: TwilioBehaviour | None = None) -> TwilioBehaviour:
+        """A behaviour with ``knobs`` set (ValueError naming a knob that is not one, or a bad value)."""
+        unknown = sorted(set(knobs) - set(cls.KNOBS))
+        if unknown:
+            raise ValueError(f"unknown simulator knob(s) {', '.join(unknown)}; known: {', '.join(cls.KNOBS)}")
+        values: dict[str, Any] = {}
+        for name, value in knobs.items():
+            kind = type(getattr(cls(), name))
+            if kind is bool and not isinstance(value, bool):
+                raise ValueError(f"simulator knob {name} must be true or false")
+            if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                raise ValueError(f"simulator knob {name} must be a number of at least 0")
+            values[name] = kind(value)
+        return dataclasses.replace(base or cls(), **values)
 
     def _draw(self, purpose: str, phone: str) -> float:
         digest = hashlib.sha1(f"{self.seed}:{purpose}:{phone}".encode()).digest()
@@ -170,12 +214,67 @@ class TwilioSimulator(SimulatedProvider):
             else None
         )
         self.last_departure = 0.0  # time.time() when the last accepted message will have left
+        self.callback_retries = 0  # webhook requests sent again after a failure
+        self.replies_failed = 0  # replies our webhook never answered 2xx, retries and all
         self._rng = random.Random(self.behaviour.seed)
 
     def add_routes(self, app: web.Application) -> None:
         base = f"/{API_VERSION}/Accounts/{{sid}}"
         app.router.add_post(f"{base}/Messages.json", self._guarded(self._create_message, metered=True))
         app.router.add_post(f"{base}/Calls.json", self._guarded(self._create_call))
+        app.router.add_get("/_simulator/twilio", self._counts)
+        app.router.add_get("/_simulator/twilio/received", self._received)
+        app.router.add_post("/_simulator/twilio/knobs", self._set_knobs)
+
+    def set_behaviour(self, behaviour: TwilioBehaviour) -> None:
+        """Behave so from now on (capacity starts afresh when it changes)."""
+        if behaviour.capacity != self.behaviour.capacity:
+            self.capacity = (
+                Capacity(behaviour.capacity, behaviour.capacity_queue_seconds) if behaviour.capacity else None
+            )
+        self.behaviour = behaviour
+
+    def counts(self) -> dict[str, Any]:
+        """What the simulated provider and residents did so far, in numbers."""
+        return {
+            "created": self.created,
+            "parts": self.parts,
+            "rejected": {str(code): n for code, n in self.rejected.items()},
+            "phones": len(self.received),
+            "duplicates": sum(n - 1 for n in self.received.values() if n > 1),
+            "calls": len(self.calls),
+            "replies": sum(len(r) for r in self.replies.values()),
+            "replies_confirming": sum(r.count(self.behaviour.reply_body) for r in self.replies.values()),
+            "phones_confirming": sum(self.behaviour.reply_body in r for r in self.replies.values()),
+            "replies_asking_help": sum(r.count(self.behaviour.help_body) for r in self.replies.values()),
+            "replies_failed": self.replies_failed,
+            "callbacks_delivered": self.callbacks_delivered,
+            "callback_failures": self.callback_failures,
+            "callback_retries": self.callback_retries,
+            "pending": self.pending,
+            "last_departure": self.last_departure,
+            "knobs": {name: getattr(self.behaviour, name) for name in TwilioBehaviour.KNOBS},
+        }
+
+    async def _counts(self, request: web.Request) -> web.Response:
+        counts = self.counts()
+        if request.query.get("timeline"):  # messages accepted per 10 ms: [[bucket of time.time() × 100, n], …]
+            counts["timeline"] = sorted(self.timeline.items())
+        return web.json_response(counts)
+
+    async def _received(self, request: web.Request) -> web.Response:
+        """Per phone: messages accepted (kept only while ``keep_messages``), and its replies our webhook took."""
+        return web.json_response({"messages": dict(self.received), "replies": self.replies})
+
+    async def _set_knobs(self, request: web.Request) -> web.Response:
+        try:
+            knobs = await request.json()
+            if not isinstance(knobs, dict):
+                raise ValueError("the body must be a JSON object of knobs")
+            self.set_behaviour(TwilioBehaviour.from_knobs(knobs, self.behaviour))
+        except ValueError as exc:
+            return web.json_response({"error": {"message": str(exc)}}, status=400)
+        return web.json_response(self.counts()["knobs"])
 
     # The API side
 
@@ -202,13 +301,15 @@ class TwilioSimulator(SimulatedProvider):
                 return twilio_error(401, 20003, "Authentication Error - invalid username")
             if request.match_info["sid"] != self.account_sid:
                 return twilio_error(404, 20404, "The requested resource was not found")
-            if b.inject:
-                injected = b.inject.pop(0)
+            if b.inject or (b.error_share and self._rng.random() < b.error_share):
+                injected = b.inject.pop(0) if b.inject else 500
                 if injected == "timeout":
                     await asyncio.sleep(HANG_SECONDS)
                 if injected == 429:
                     return self._reject(429, 20429, "Too Many Requests")
                 return self._reject(int(injected), 20500, "Internal Server Error")
+            if b.refuse_share and self._rng.random() < b.refuse_share:
+                return self._reject(429, 20429, "Too Many Requests")
             if metered and self.capacity is not None:
                 wait = self.capacity.admit(time.monotonic())
                 if wait is None:
@@ -364,6 +465,8 @@ class TwilioSimulator(SimulatedProvider):
         }
         if (await self.post(self.sms_webhook_url, reply)) is not None:
             self.replies.setdefault(message.to, []).append(answer)
+        else:
+            self.replies_failed += 1
 
     async def _call_network(self, call: SimulatedCall) -> None:
         b = self.behaviour
@@ -408,24 +511,52 @@ class TwilioSimulator(SimulatedProvider):
         await progress("completed", "completed", CallDuration="35")
 
     async def post(self, url: str, params: dict[str, str]) -> str | None:
-        """POST a signed webhook as Twilio would (a few retries on connection errors and 5xx); the body, or None."""
+        """POST a signed webhook as Twilio would, retried as the URL's connection overrides ask; the
+        body of the answer, or None when it never got a 2xx."""
         assert self.session is not None, "start the simulator first"
-        headers = {SIGNATURE_HEADER: sign(self.auth_token, url, params)}
-        for attempt in range(4):
+        target, _, fragment = url.partition("#")
+        policy = RetryPolicy.parse(fragment)
+        headers = {SIGNATURE_HEADER: sign(self.auth_token, target, params)}  # the URL it requests
+        deadline = time.monotonic() + policy.total_seconds
+        for attempt in range(policy.retries + 1):
+            if attempt:
+                self.callback_retries += 1
             try:
-                async with self.session.post(url, data=params, headers=headers) as response:
+                async with self.session.post(target, data=params, headers=headers) as response:
                     body = await response.text()
                     if response.status < 300:
                         self.callbacks_delivered += 1
                         return body
-                    if response.status < 500:
-                        self.callback_failures += 1
-                        return None
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.2 * (attempt + 1))
+                    failure = "4xx" if response.status < 500 else "5xx"
+            except (aiohttp.ClientConnectionError, OSError):
+                failure = "ct"
+            except TimeoutError:
+                failure = "rt"
+            pause = 0.5 * 2**attempt
+            if failure not in policy.on or time.monotonic() + pause > deadline:
+                break
+            await asyncio.sleep(pause)
         self.callback_failures += 1
         return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Twilio's webhook connection overrides that decide retries: ``rc`` retries at most (0-5, default
+    1) on the failures ``rp`` names (4xx, 5xx, ct, rt or all; default ct), within ``tt`` ms (15000)."""
+
+    retries: int = 1
+    on: frozenset[str] = frozenset({"ct"})
+    total_seconds: float = 15.0
+
+    @classmethod
+    def parse(cls, fragment: str) -> RetryPolicy:
+        knobs = dict(parse_qsl(fragment))
+        retries = min(5, max(0, int(knobs["rc"]))) if knobs.get("rc", "").isdigit() else 1
+        policy = set(knobs.get("rp", "ct").split(","))
+        on = frozenset({"4xx", "5xx", "ct", "rt"}) if "all" in policy else frozenset(policy)
+        total = min(15000, max(100, int(knobs["tt"]))) / 1000 if knobs.get("tt", "").isdigit() else 15.0
+        return cls(retries, on, total)
 
 
 def _gather_action(twiml: str) -> str | None:

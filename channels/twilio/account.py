@@ -15,9 +15,9 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
@@ -99,6 +99,29 @@ def configuration_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def callback_url(settings: Settings, path: str, alert_id: str, ordinal: int, round_: int = 0, **extra: str) -> str:
+    """A webhook URL we give Twilio for one message or call: it names the alert, the ordinal and the
+    escalation round (``?a=…&o=…&r=…``, under Twilio's signature), and ends with the connection
+    overrides that ask Twilio to retry when we cannot answer (``#rc=5&rp=all``)."""
+    query: dict[str, str | int] = {"a": alert_id, "o": ordinal}
+    if round_:
+        query["r"] = round_
+    query.update(extra)
+    return with_overrides(f"{settings.public_url}{path}?{urlencode(query)}", settings)
+
+
+def with_overrides(url: str, settings: Settings) -> str:
+    """``url`` with the configured connection overrides as its fragment (none when they are unset)."""
+    overrides = settings.twilio_webhook_overrides
+    return f"{url}#{overrides}" if overrides else url
+
+
+def signed_forms(url: str, settings: Settings) -> list[str]:
+    """The URLs a request to ``url`` may have been signed for: Twilio does not send the fragment that
+    carries the connection overrides, and does not say whether it signs with it; either is accepted."""
+    return [url, with_overrides(url, settings)] if settings.twilio_webhook_overrides else [url]
+
+
 def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
     """X-Twilio-Signature for a form POST: HMAC-SHA1 over the URL and the sorted parameters."""
     payload = url + "".join(f"{k}{params[k]}" for k in sorted(params))
@@ -106,16 +129,18 @@ def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
     return base64.b64encode(digest).decode()
 
 
-def verify(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
-    """True when ``signature`` is Twilio's for this request (checked with Twilio's own validator)."""
+def verify(auth_token: str, urls: Sequence[str], params: Mapping[str, str], signature: str | None) -> bool:
+    """True when ``signature`` is Twilio's for this request at one of ``urls`` (checked with Twilio's
+    own validator): the forms of the one URL it may have been signed for."""
     if not signature:
         return False
-    # Signed for exactly the URL we were called at: the case of every request Twilio makes to a
-    # configured public URL, decided with one HMAC. Anything else (a port Twilio added or left out,
-    # a body hash) is for Twilio's validator, which tries both forms of the URL; since the exact URL
-    # is always one of them, this accepts nothing the validator would refuse.
-    if hmac.compare_digest(sign(auth_token, url, params), signature):
+    # Signed for exactly a URL we were called at: the case of every request Twilio makes to a
+    # configured public URL, decided with one HMAC a form. Anything else (a port Twilio added or left
+    # out, a body hash) is for Twilio's validator, which tries both forms of the URL; since the exact
+    # URL is always one of them, this accepts nothing the validator would refuse.
+    if any(hmac.compare_digest(sign(auth_token, url, params), signature) for url in urls):
         return True
     # A MultiDict, not a dict: the validator asks each parameter for its values with getall() and
     # falls back to a dict only through two exceptions per parameter, a third of a webhook's time.
-    return bool(RequestValidator(auth_token).validate(url, MultiDict(params), signature))
+    validator = RequestValidator(auth_token)
+    return any(validator.validate(url, MultiDict(params), signature) for url in urls)

@@ -1,15 +1,16 @@
 """SMS through Twilio's Messages API, with the twilio library's asyncio client.
 
-Each message's StatusCallback URL carries the alert and the recipient's ordinal
-(``?a=<alert>&o=<ordinal>``); Twilio signs the whole URL, so a status callback finds its
-recipient with no lookup table and cannot be forged without the auth token.
+Each message's StatusCallback URL carries the alert, the recipient's ordinal and the escalation
+round (``?a=<alert>&o=<ordinal>[&r=<round>]``); Twilio signs the whole URL, so a status callback
+finds its recipient with no lookup table and cannot be forged without the auth token. The URL ends
+with connection overrides (``#rc=5&rp=all``, ``BROADCAST_TWILIO_WEBHOOK_OVERRIDES``) asking Twilio to
+retry a callback we could not store; a retry of one we stored changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -37,8 +38,10 @@ from channels.base import (
 from channels.twilio.account import (
     SIGNATURE_HEADER,
     TwilioAccount,
+    callback_url,
     configuration_problems,
     loopback_only,
+    signed_forms,
     twilio_account,
     verify,
 )
@@ -88,8 +91,8 @@ def classify(status: int, code: int | None) -> Outcome:
     return known or classify_http(status)
 
 
-def status_callback_url(public_url: str, alert_id: str, ordinal: int) -> str:
-    return f"{public_url}{STATUS_PATH}?{urlencode({'a': alert_id, 'o': ordinal})}"
+def status_callback_url(settings: Settings, alert_id: str, ordinal: int, round_: int = 0) -> str:
+    return callback_url(settings, STATUS_PATH, alert_id, ordinal, round_)
 
 
 async def create_message(client: Client, form: dict[str, object]) -> Any:
@@ -152,7 +155,9 @@ class TwilioChannel(Channel):
                 "simulated provider webhooks are accepted only while the service is on loopback; "
                 "set BROADCAST_SIMULATOR_WEBHOOKS_PUBLIC=true to accept them here",
             )
-        if not verify(self.account.auth_token, request.url, request.form, request.headers.get(SIGNATURE_HEADER)):
+        signature = request.headers.get(SIGNATURE_HEADER)
+        token = self.account.auth_token
+        if not verify(token, signed_forms(request.url, self.settings), request.form, signature):
             raise InboundRejected(403, "missing or wrong X-Twilio-Signature")
         if request.form.get("AccountSid") != self.account.sid:
             raise InboundRejected(403, "the request is for another Twilio account")
@@ -184,6 +189,14 @@ class TwilioChannel(Channel):
             raise InboundRejected(400, "the callback URL lacks the alert and ordinal")
         return alert_id, int(ordinal)
 
+    @staticmethod
+    def round_of(request: InboundRequest) -> int:
+        """The escalation round a callback URL names (0: the alert itself)."""
+        text = request.query.get("r", "0")
+        if len(text) != 1 or not text.isdigit():
+            raise InboundRejected(400, "the callback URL names no valid round")
+        return int(text)
+
 
 class TwilioSMS(TwilioChannel):
     name = "twilio_sms"
@@ -194,8 +207,7 @@ class TwilioSMS(TwilioChannel):
         return configuration_problems(settings)
 
     def rate_limit(self) -> tuple[str, float, float] | None:
-        rate = self.settings.sms_rate_per_second
-        return (f"twilio:{self.account.sid}", rate, self.settings.sms_rate_burst) if rate > 0 else None
+        return (f"twilio:{self.account.sid}", self.settings.sms_rate_per_second, self.settings.sms_rate_burst)
 
     async def send_one(self, message: OutboundMessage) -> SendResult:
         form: dict[str, object] = {"To": message.address, "Body": message.text}
@@ -204,7 +216,9 @@ class TwilioSMS(TwilioChannel):
         else:
             form["From"] = self.account.sender
         if message.ordinal >= 0:  # messages to volunteers carry no recipient of the roster to report on
-            form["StatusCallback"] = status_callback_url(self.settings.public_url, message.alert_id, message.ordinal)
+            form["StatusCallback"] = status_callback_url(
+                self.settings, message.alert_id, message.ordinal, message.round
+            )
         if message.validity_seconds:
             form["ValidityPeriod"] = max(1, min(MAX_VALIDITY_SECONDS, message.validity_seconds))
         return await self.create(message.ordinal, lambda client: create_message(client, form))
@@ -235,6 +249,7 @@ class TwilioSMS(TwilioChannel):
             channel=ChannelKind.sms,
             error_code=int(code_text) if code_text.isdigit() else None,
             provider_ref=request.form.get("MessageSid"),
+            round=self.round_of(request),
         )
         return InboundResult([event])
 

@@ -7,8 +7,6 @@ whose action URL, like the status callback URL, names the alert and the ordinal
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from broadcast.models import AckMethod, ChannelKind, EventKind, RecipientEvent
@@ -21,7 +19,7 @@ from channels.base import (
     OutboundMessage,
     SendResult,
 )
-from channels.twilio.account import configuration_problems
+from channels.twilio.account import callback_url, configuration_problems
 from channels.twilio.sms import TwilioChannel
 
 STATUS_PATH = "/hooks/twilio/voice/status"
@@ -47,10 +45,6 @@ HELP_COMING = {
     "zh-CN": "已收到求助，社区工作人员会尽快联系您。",
     "en-US": "Help is on its way; your community will call you.",
 }
-
-
-def callback_url(public_url: str, path: str, alert_id: str, ordinal: int) -> str:
-    return f"{public_url}{path}?{urlencode({'a': alert_id, 'o': ordinal})}"
 
 
 def call_twiml(text: str, language: str, gather_url: str) -> str:
@@ -84,21 +78,23 @@ class TwilioVoice(TwilioChannel):
 
     def rate_limit(self) -> tuple[str, float, float] | None:
         rate = self.settings.voice_rate_per_second
-        return (f"twilio-voice:{self.account.sid}", rate, 1.0) if rate > 0 else None
+        return (f"twilio-voice:{self.account.sid}", rate, 1.0 if rate > 0 else 0.0)
 
     async def send_one(self, message: OutboundMessage) -> SendResult:
         language = str(message.extra.get("language", "zh-CN"))
-        public = self.settings.public_url
-        gather_url = callback_url(public, GATHER_PATH, message.alert_id, message.ordinal)
-        if language.startswith("en"):
-            gather_url += "&l=en"
+        english = {"l": "en"} if language.startswith("en") else {}
+        gather_url = callback_url(
+            self.settings, GATHER_PATH, message.alert_id, message.ordinal, message.round, **english
+        )
         return await self.create(
             message.ordinal,
             lambda client: client.calls.create_async(
                 to=message.address,
                 from_=self.settings.twilio_voice_from or self.account.sender,
                 twiml=call_twiml(message.text, language, gather_url),
-                status_callback=callback_url(public, STATUS_PATH, message.alert_id, message.ordinal),
+                status_callback=callback_url(
+                    self.settings, STATUS_PATH, message.alert_id, message.ordinal, message.round
+                ),
                 status_callback_event=STATUS_EVENTS,
                 status_callback_method="POST",
                 timeout=self.settings.voice_ring_seconds,
@@ -129,6 +125,7 @@ class TwilioVoice(TwilioChannel):
             channel=ChannelKind.voice,
             error_code=int(sip) if kind is EventKind.failed and sip.isdigit() else code,
             provider_ref=request.form.get("CallSid"),
+            round=self.round_of(request),
         )
         return InboundResult([event])
 
@@ -149,6 +146,7 @@ class TwilioVoice(TwilioChannel):
             channel=ChannelKind.voice,
             method=AckMethod.voice_key,
             provider_ref=request.form.get("CallSid"),
+            round=self.round_of(request),
         )
         words = THANKS if kind is EventKind.acknowledged else HELP_COMING
         return InboundResult([event], body=_reply(words[language], language), content_type="text/xml")
