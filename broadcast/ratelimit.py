@@ -12,7 +12,8 @@ multiplicative-decrease: the first refusal starts it at half the configured rate
 ``START_RATE``) and doubles it every ``STEP_SECONDS`` until the next refusal, which halves it (the
 last rate that went through); from then on each refusal cuts it to ``CUT`` of itself (at most once
 per ``CUT_EVERY_SECONDS``: the refusals of one overshoot are one signal) and every quiet step
-raises it by ``RISE``. While a learnt rate is in force, bursts are 20 ms of it, not 50 ms. The
+raises it by ``RISE``; ``PROBE_AFTER_SECONDS`` without a refusal starts the doubling again (a storm of
+refusals that passed must not leave the account crawling). While a learnt rate is in force, bursts are 20 ms of it, not 50 ms. The
 account is then paced a little under the provider's capacity, and refused about once per overshoot
 rather than for everything sent beyond it. A minute without refusals forgets the learnt rate.
 """
@@ -31,6 +32,9 @@ CUT = 0.9  # a refusal cuts the learnt rate to this share
 CUT_EVERY_SECONDS = 0.5  # at most one cut this often
 RISE = 1.015  # a quiet step raises it by this factor (about 6 % a second)
 FORGET_SECONDS = 60  # a learnt rate lasts this long after the last refusal
+# Refused about every two seconds while paced near the provider's capacity; this long without a
+# refusal means it can take more (a storm of refusals passed): probe by doubling again.
+PROBE_AFTER_SECONDS = 5.0
 MIN_RATE = 1.0
 
 # KEYS: tat key, learnt key (hash: rate, mode, changed, cut).
@@ -55,9 +59,14 @@ if ARGV[5] == "1" then
 elseif rate and now - changed >= STEP then
   local steps = math.min(8, math.floor((now - changed) / STEP))
   local factor = (mode == 'start') and 2 or RISE
-  rate = rate * factor ^ steps
+  rate, changed = rate * factor ^ steps, changed + steps * STEP
   if configured > 0 then rate = math.min(rate, configured * 4) end
-  redis.call('HSET', KEYS[2], 'rate', tostring(rate), 'changed', tostring(changed + steps * STEP))
+  if mode == 'steady' and now - cut >= PROBE_AFTER then
+    -- Long quiet: the refusals were a passing storm, or the provider can take more now. Probe by
+    -- doubling again from here (the next refusal halves it back to the last rate that went through).
+    mode, cut, changed = 'start', now, now
+  end
+  redis.call('HSET', KEYS[2], 'rate', tostring(rate), 'mode', mode, 'changed', tostring(changed), 'cut', tostring(cut))
 end
 if configured > 0 and (not rate or configured < rate) then rate = configured end
 if not rate then return {1, "0", "0"} end
@@ -81,6 +90,7 @@ for _name, _value in {
     "FORGET": FORGET_SECONDS,
     "STEP": STEP_SECONDS,
     "RISE": RISE,
+    "PROBE_AFTER": PROBE_AFTER_SECONDS,
 }.items():
     _GCRA = _GCRA.replace(_name, repr(_value))
 

@@ -133,17 +133,25 @@ def test_without_a_configured_rate_the_pace_is_learnt_from_refusals(ctx: Context
             clock.advance(seconds=0.5)
             await one._ask(0)
             seen.append(one.in_force)  # then it rises slowly
+            clock.advance(seconds=5)
+            await one._ask(0)
+            clock.advance(seconds=0.5)
+            await one._ask(0)
+            seen.append(one.in_force)  # five quiet seconds: the refusals passed, it doubles again
             return seen
         finally:
             await client.aclose()
 
-    free, started, doubled, cut, once, rising = asyncio.run(run())
+    free, started, doubled, cut, once, rising, probing = asyncio.run(run())
     assert free == 0.0
     assert started == 10.0
     assert doubled == 160.0
     assert cut == pytest.approx(160 / 2), "doubling overshot: back to the last rate that went through"
     assert once == cut
     assert rising == pytest.approx(cut * 1.015**2)
+    # The quiet five seconds rise slowly (eight steps at most a look), then two doubling steps: a
+    # passing storm of refusals does not leave the account crawling until the learnt rate is forgotten.
+    assert probing == pytest.approx(rising * 1.015**8 * 2**2)
 
 
 def test_sms_rate_limit_holds_across_a_batch(ctx: Context, population: Population, stack: Stack) -> None:
@@ -164,11 +172,11 @@ def test_a_provider_at_capacity_gets_everyone_once_and_nobody_waits_for_a_later_
     ctx: Context, population: Population, stack: Stack
 ) -> None:
     stack.sim.capacity = Capacity(300.0, queue_seconds=0.03)  # 300 a second; refuses what it cannot send now
-    # However slow this machine, the provider refuses: its first 30 creates are answered 429.
-    stack.sim.behaviour.inject = [429] * 30
+    # However slow this machine, the provider refuses: its first 5 creates are answered 429.
+    stack.sim.behaviour.inject = [429] * 5
     alert = issue(ctx, [STREET])
     drain(ctx)
-    assert stack.sim.rejected[20429] >= 30, "the provider refused some: the test proves something"
+    assert stack.sim.rejected[20429] >= 5, "the provider refused some: the test proves something"
     assert texts_to(stack.sim, population) == {r.phone: 1 for r in population.residents}, "everyone once"
     totals = progress(ctx, alert.id)["totals"]
     # "retried" counts messages put off to a later batch: throttled ones went again in their lanes instead.
