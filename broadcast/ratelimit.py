@@ -14,8 +14,9 @@ last rate that went through); from then on each refusal cuts it to ``CUT`` of it
 per ``CUT_EVERY_SECONDS``: the refusals of one overshoot are one signal) and every quiet step
 raises it by ``RISE``; ``PROBE_AFTER_SECONDS`` without a refusal starts the doubling again (a storm of
 refusals that passed must not leave the account crawling). While a learnt rate is in force, bursts
-are 20 ms of it, not 50 ms. The account is then paced a little under the provider's capacity, and refused about once per overshoot
-rather than for everything sent beyond it. A minute without refusals forgets the learnt rate.
+are 20 ms of it, not 50 ms. The account is then paced a little under the provider's capacity, and
+refused about once per overshoot rather than for everything sent beyond it. A minute without
+refusals forgets the learnt rate.
 """
 
 from __future__ import annotations
