@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest browser bench clean
+.PHONY: demo test lint lint-imports typecheck pytest browser bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/broadcast demo
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint lint-imports typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check broadcast channels audiences tests
 	$(BIN)/ruff format --check broadcast channels audiences tests
+
+# The layers (pyproject.toml's [tool.importlinter]): a stage never imports the stages after it.
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -17,8 +17,8 @@ from audiences.registry import census_of
 from audiences.residents import MEMBER
 from audiences.screens import screen_buildings
 from audiences.targeting import resolve
-from broadcast.keys import Keys
-from broadcast.models import Target
+from broadcast.core.keys import Keys
+from broadcast.core.models import Target
 
 CENSUS_FIELDS = ("residents", "key_unit_contacts", "volunteers")
 _COMMUNITY_RANK = LEVEL_ORDER.index(AreaLevel.community)

@@ -30,8 +30,8 @@ from audiences.residents import (
     VULNERABLE,
 )
 from audiences.targeting import TargetError
-from broadcast.keys import Keys, as_text
-from broadcast.models import Level
+from broadcast.core.keys import Keys, as_text
+from broadcast.core.models import Level
 
 # Derived groups: a member belongs if any of the group's profile bits is set.
 DERIVED_GROUPS: dict[str, tuple[int, str]] = {

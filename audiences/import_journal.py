@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from broadcast.keys import Keys
+from broadcast.core.keys import Keys
 
 
 @dataclass

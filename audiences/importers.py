@@ -38,7 +38,7 @@ from audiences.registry import Registry
 from audiences.residents import Resident
 from audiences.screens import Screen, store_screens
 from audiences.volunteers import Volunteer, store_volunteers
-from broadcast.keys import Keys
+from broadcast.core.keys import Keys
 
 # Residents
 RESIDENT_COLUMNS = Columns(

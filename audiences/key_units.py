@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from audiences.registry import Registry
 from audiences.residents import Resident, Role, normalise_phone
-from broadcast.keys import Keys, as_text
-from broadcast.models import ChannelKind
+from broadcast.core.keys import Keys, as_text
+from broadcast.core.models import ChannelKind
 
 
 class KeyUnitKind(str, Enum):

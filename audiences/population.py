@@ -26,8 +26,8 @@ from audiences.key_units import Contact, KeyUnit, KeyUnitKind, store_key_units
 from audiences.registry import Registry
 from audiences.residents import Resident, Role
 from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers
-from broadcast.keys import Keys
-from broadcast.models import ChannelKind, Language
+from broadcast.core.keys import Keys
+from broadcast.core.models import ChannelKind, Language
 
 HOUSEHOLDS_PER_GRID = 300
 MAX_PER_COMMUNITY = 10_000

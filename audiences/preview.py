@@ -16,8 +16,8 @@ from audiences.areas import AreaTree
 from audiences.residents import PERSONAL_CHANNELS, VULNERABLE
 from audiences.screens import target_screen_buildings
 from audiences.selection import NO_CHANNEL, ChannelChooser, select
-from broadcast.keys import Keys
-from broadcast.models import ChannelKind, Level, Target
+from broadcast.core.keys import Keys
+from broadcast.core.models import ChannelKind, Level, Target
 
 
 def preview(

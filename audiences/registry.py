@@ -31,8 +31,8 @@ from audiences.residents import (
     encode_record,
     unpack_members,
 )
-from broadcast.keys import Keys, as_bytes, as_text
-from broadcast.models import ChannelKind
+from broadcast.core.keys import Keys, as_bytes, as_text
+from broadcast.core.models import ChannelKind
 
 _PIPELINE_COMMANDS = 5000  # commands sent per round trip when writing in bulk
 _SCRIPT_ITEMS = 2000  # fields read or written per script call (a few milliseconds of Redis time)

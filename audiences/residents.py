@@ -22,8 +22,8 @@ import phonenumbers
 import redis.asyncio
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from broadcast.keys import Keys
-from broadcast.models import ChannelKind, Language
+from broadcast.core.keys import Keys
+from broadcast.core.models import ChannelKind, Language
 
 MEMBER = struct.Struct("<IHH")  # rid, place number within the committee, profile
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audiences.areas import AreaTree
 from audiences.targeting import CommunitySelection, resolve
-from broadcast.keys import Keys, as_text
-from broadcast.models import Target
+from broadcast.core.keys import Keys, as_text
+from broadcast.core.models import Target
 
 _MQTT_TOPIC = re.compile(r"^[^#+\x00$][^#+\x00]{0,255}$")
 

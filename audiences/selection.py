@@ -17,8 +17,8 @@ from audiences.areas import AreaTree
 from audiences.groups import Audience, audience
 from audiences.residents import MEMBER, channel_order
 from audiences.targeting import CommunitySelection, resolve
-from broadcast.keys import Keys
-from broadcast.models import ChannelKind, Level, Target
+from broadcast.core.keys import Keys
+from broadcast.core.models import ChannelKind, Level, Target
 
 NO_CHANNEL = "none"  # members none of whose channels the alert uses
 _READ_CHUNK = 400  # committees fetched per round trip

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from audiences.areas import LEVEL_ORDER, AreaLevel, AreaTree
-from broadcast.models import Target
+from broadcast.core.models import Target
 
 
 class TargetError(ValueError):

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from audiences.areas import Area, AreaLevel, AreaTree
 from audiences.registry import Registry
 from audiences.residents import Resident, Role, normalise_phone
-from broadcast.keys import Keys, as_text
-from broadcast.models import ChannelKind
+from broadcast.core.keys import Keys, as_text
+from broadcast.core.models import ChannelKind
 
 
 class VolunteerRole(str, Enum):

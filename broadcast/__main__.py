@@ -1,5 +1,5 @@
 import sys
 
-from broadcast.cli import main
+from broadcast.running.cli import main
 
 sys.exit(main())

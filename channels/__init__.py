@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from broadcast.models import ChannelKind
-from broadcast.settings import Settings
+from broadcast.core.models import ChannelKind
+from broadcast.core.settings import Settings
 from channels.base import Channel, InboundRoute
 from channels.push.fcm import FCM
 from channels.push.jpush import JPush

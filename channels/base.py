@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Protocol
 
-from broadcast.models import ChannelKind, RecipientEvent, ReplyEvent
-from broadcast.settings import Settings
+from broadcast.core.models import ChannelKind, RecipientEvent, ReplyEvent
+from broadcast.core.settings import Settings
 
 
 class Outcome(str, Enum):

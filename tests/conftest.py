@@ -25,10 +25,10 @@ import redis
 
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import Population, generate, store_population
-from broadcast.context import Context
-from broadcast.embedded_redis import EmbeddedRedisError, start_private_redis
-from broadcast.services import Services, start_services
-from broadcast.settings import Settings
+from broadcast.core.context import Context
+from broadcast.core.embedded_redis import EmbeddedRedisError, start_private_redis
+from broadcast.core.settings import Settings
+from broadcast.running.services import Services, start_services
 from channels.simulators.push import FCMSimulator, JPushSimulator, PushBehaviour
 from channels.simulators.twilio import TwilioBehaviour, TwilioSimulator
 
@@ -86,7 +86,7 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
         command = [mosquitto, "-c", str(conf)]
     else:
-        command = [sys.executable, "-m", "broadcast.embedded_mqtt", str(port)]
+        command = [sys.executable, "-m", "broadcast.core.embedded_mqtt", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while True:
@@ -156,7 +156,7 @@ def population(ctx: Context, tree: AreaTree) -> Population:
 @pytest.fixture
 def cli(ctx: Context, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
     """Run ``broadcast …`` against the test's Redis; returns (exit code, stdout, stderr)."""
-    from broadcast.cli import main
+    from broadcast.running.cli import main
 
     monkeypatch.setenv("REDIS_URL", ctx.redis_url)
     monkeypatch.setenv("BROADCAST_NAMESPACE", ctx.settings.namespace)

@@ -8,12 +8,13 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from broadcast import alerts
-from broadcast.console.api_tokens import create_token
-from broadcast.console.users import Role, User, hasher, store_user
-from broadcast.context import Context
-from broadcast.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
-from broadcast.progress import alert_progress
+from broadcast import lifecycle
+from broadcast.core.context import Context
+from broadcast.core.models import Alert, AlertDraft, AlertStatus, ChannelKind, EventType, Level, Target
+from broadcast.following.progress import alert_progress
+from broadcast.issuing import alerts
+from broadcast.web.console.api_tokens import create_token
+from broadcast.web.console.users import Role, User, hasher, store_user
 
 TYPHOON_PARAMS = {
     "typhoon_number": "6",
@@ -41,9 +42,9 @@ def draft(areas: list[str], level: Level = Level.orange, **fields: Any) -> Alert
 
 def issue(ctx: Context, areas: list[str], level: Level = Level.orange, **fields: Any) -> Alert:
     """Compose and, where the level needs it, approve as a second officer."""
-    alert = alerts.compose(ctx, draft(areas, level, **fields))
+    alert = lifecycle.compose(ctx, draft(areas, level, **fields))
     if alert.status is AlertStatus.pending_approval:
-        alert = alerts.approve(ctx, alert.id, "officer-b")
+        alert = lifecycle.approve(ctx, alert.id, "officer-b")
     return alert
 
 

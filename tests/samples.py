@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from broadcast.catalogue import load_catalogue
-from broadcast.compose import TEMPLATES_DIR
-from broadcast.models import AlertDraft, ChannelKind, EventType, Language, Level, MessageType, Target
+from broadcast.composing.catalogue import load_catalogue
+from broadcast.composing.compose import TEMPLATES_DIR
+from broadcast.core.models import AlertDraft, ChannelKind, EventType, Language, Level, MessageType, Target
 from tests.conftest import STREET
 
 

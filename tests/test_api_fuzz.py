@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from audiences.population import Population
-from broadcast.console.users import Role
-from broadcast.context import Context
-from broadcast.models import Level
+from broadcast.core.context import Context
+from broadcast.core.models import Level
+from broadcast.web.console.users import Role
 from tests.conftest import STREET, Stack
 from tests.helpers import issue, token_for
 

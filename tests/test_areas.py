@@ -10,8 +10,8 @@ import pytest
 
 from audiences.areas import AreaFileError, AreaTree, read_divisions
 from audiences.population import Population
-from broadcast.cli import main
-from broadcast.context import Context
+from broadcast.core.context import Context
+from broadcast.running.cli import main
 from tests.conftest import STREET, Stack
 from tests.helpers import request_json
 

@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 
 from audiences.population import Population
-from broadcast.context import Context
-from broadcast.models import ChannelKind
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.core.models import ChannelKind
+from broadcast.running.worker import drain
 from channels.simulators.twilio import TwilioSimulator
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.sms import INBOUND_PATH, STATUS_PATH

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from audiences.areas import AreaTree, read_divisions
-from broadcast import alerts
-from broadcast.cli import main
-from broadcast.compose import SAMPLE_AREA, TEMPLATES_DIR, check_templates, render
-from broadcast.context import QUEUE_ORDER, Context
-from broadcast.models import ChannelKind, EventType, Language, Level, MessageType
-from broadcast.settings import Settings
+from broadcast import lifecycle
+from broadcast.composing.compose import SAMPLE_AREA, TEMPLATES_DIR, check_templates, render
+from broadcast.core.context import QUEUE_ORDER, Context
+from broadcast.core.models import ChannelKind, EventType, Language, Level, MessageType
+from broadcast.core.settings import Settings
+from broadcast.issuing import alerts
+from broadcast.running.cli import main
 from tests.samples import edit, sample_draft, templates_copy
 
 BLUE, YELLOW, ORANGE, RED = Level.blue, Level.yellow, Level.orange, Level.red
@@ -54,11 +55,11 @@ def test_each_event_is_issued_only_at_the_levels_it_has(
 ) -> None:
     draft = sample_draft(event, level, exercise=True)
     if level in LEVELS[event]:
-        alert = alerts.compose(ctx, draft, tree=divisions)
+        alert = lifecycle.compose(ctx, draft, tree=divisions)
         assert alert.level is level and alert.event is event
         return
     with pytest.raises(alerts.AlertError) as caught:
-        alerts.compose(ctx, draft, tree=divisions)
+        lifecycle.compose(ctx, draft, tree=divisions)
     names = ", ".join(lv.value for lv in LEVELS[event])
     assert caught.value.status == 422 and caught.value.field == "level"
     assert caught.value.message == f"{event.value} has no {level.value} level; its levels are {names}"
@@ -155,7 +156,7 @@ def test_parameter_problems_are_named_and_nothing_is_stored(
         else:
             params[key] = value
     with pytest.raises(alerts.AlertError) as caught:
-        alerts.compose(ctx, sample_draft(event, Level.orange, params=params), tree=divisions)
+        lifecycle.compose(ctx, sample_draft(event, Level.orange, params=params), tree=divisions)
     assert caught.value.status == 422 and caught.value.field == "params"
     assert problem in caught.value.message, label
     assert ctx.redis.get(ctx.keys.alert_next) is None
@@ -164,13 +165,13 @@ def test_parameter_problems_are_named_and_nothing_is_stored(
 def test_a_chinese_only_alert_needs_no_english_values(ctx: Context, divisions: AreaTree) -> None:
     params = {"typhoon_number": "6", "typhoon_name": "烟花", "wind_force": "12"}
     draft = sample_draft(EventType.typhoon, Level.red, params=params, languages=[Language.zh])
-    assert alerts.compose(ctx, draft, tree=divisions).status.value == "pending_approval"
+    assert lifecycle.compose(ctx, draft, tree=divisions).status.value == "pending_approval"
 
 
 def test_a_cancel_need_not_restate_the_situation(ctx: Context, divisions: AreaTree) -> None:
-    first = alerts.compose(ctx, sample_draft(EventType.typhoon, Level.blue), tree=divisions)
+    first = lifecycle.compose(ctx, sample_draft(EventType.typhoon, Level.blue), tree=divisions)
     cancel = sample_draft(EventType.typhoon, Level.blue, params={}, msg_type=MessageType.cancel, references=first.id)
-    assert alerts.compose(ctx, cancel, tree=divisions).msg_type is MessageType.cancel
+    assert lifecycle.compose(ctx, cancel, tree=divisions).msg_type is MessageType.cancel
 
 
 def _settings_with(settings: Settings, directory: Path) -> Settings:
@@ -186,13 +187,13 @@ def test_a_missing_translation_fails_the_issue_naming_it(ctx: Context, divisions
     ctx.settings = _settings_with(ctx.settings, directory)
 
     with pytest.raises(alerts.AlertError) as caught:
-        alerts.compose(ctx, sample_draft(EventType.hail, Level.red), tree=divisions)
+        lifecycle.compose(ctx, sample_draft(EventType.hail, Level.red), tree=divisions)
     assert caught.value.status == 422
     assert caught.value.message == "templates/catalogue.toml: hail has no en translation ([events.hail.en])"
     assert ctx.redis.get(ctx.keys.alert_next) is None
 
     chinese_only = sample_draft(EventType.hail, Level.red, languages=[Language.zh])
-    assert alerts.compose(ctx, chinese_only, tree=divisions).event is EventType.hail
+    assert lifecycle.compose(ctx, chinese_only, tree=divisions).event is EventType.hail
 
 
 def test_a_missing_layout_is_named_by_the_check(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from broadcast.compose import (
+from broadcast.composing.compose import (
     LINK_TOKEN_LENGTH,
     SAMPLE_AREA,
     AreaFacts,
@@ -15,12 +15,12 @@ from broadcast.compose import (
     render,
     with_link,
 )
-from broadcast.models import AlertDraft, ChannelKind, EventType, Language, Level, MessageType
-from broadcast.screen import clusters, half_columns
-from broadcast.segments import sms_cost
-from broadcast.settings import Settings
-from broadcast.shapes import PUSH_ENVELOPE_BYTES, PUSH_LIMIT_BYTES, push, push_bytes, unspeakable
-from broadcast.tokens import link_token
+from broadcast.composing.screen import clusters, half_columns
+from broadcast.composing.shapes import PUSH_ENVELOPE_BYTES, PUSH_LIMIT_BYTES, push, push_bytes, unspeakable
+from broadcast.core.models import AlertDraft, ChannelKind, EventType, Language, Level, MessageType
+from broadcast.core.segments import sms_cost
+from broadcast.core.settings import Settings
+from broadcast.core.tokens import link_token
 from tests.samples import sample_draft
 
 BLUE, YELLOW, ORANGE, RED = Level.blue, Level.yellow, Level.orange, Level.red

@@ -8,10 +8,10 @@ import urllib.parse
 import urllib.request
 
 from audiences.population import Population
-from broadcast import alerts
-from broadcast.context import Context
-from broadcast.tokens import LINK_TOKEN_LENGTH, link_token
-from broadcast.worker import drain
+from broadcast import lifecycle
+from broadcast.core.context import Context
+from broadcast.core.tokens import LINK_TOKEN_LENGTH, link_token
+from broadcast.running.worker import drain
 from tests.conftest import STREET, Stack
 from tests.helpers import issue, progress
 
@@ -81,7 +81,7 @@ def test_forged_unknown_and_ended_links_record_nothing(ctx: Context, population:
             assert status == 404 and "这个链接无效" in html, token
     assert progress(ctx, alert.id)["totals"] == before
 
-    alerts.cancel(ctx, alert.id, "officer-a")
+    lifecycle.cancel(ctx, alert.id, "officer-a")
     status, html, _ = fetch(base + link_token(ctx.secret, alert.id, 5), {"action": "help"})
     assert status == 410 and "结束" in html
     assert progress(ctx, alert.id)["totals"]["needs_help"] == before["needs_help"]

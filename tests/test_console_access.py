@@ -14,14 +14,14 @@ import pytest
 
 from audiences.areas import AreaTree
 from audiences.population import Population
-from broadcast.cli import main
-from broadcast.console.api_tokens import revoke_token
-from broadcast.console.openapi import document
-from broadcast.console.users import Role, load_user
-from broadcast.context import Context
-from broadcast.models import EventType, Level
-from broadcast.web import create_app
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.core.models import EventType, Level
+from broadcast.running.cli import main
+from broadcast.running.worker import drain
+from broadcast.web.app import create_app
+from broadcast.web.console.api_tokens import revoke_token
+from broadcast.web.console.openapi import document
+from broadcast.web.console.users import Role, load_user
 from tests.conftest import STREET, Stack
 from tests.helpers import PASSWORD, add_user, draft, issue, request_json, token_for
 from tests.samples import sample_draft

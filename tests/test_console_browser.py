@@ -20,13 +20,13 @@ from playwright.sync_api import Browser, Page, expect
 from audiences.areas import AreaTree
 from audiences.population import generate, store_population
 from audiences.preview import preview
-from broadcast import alerts
-from broadcast.console.users import Role
-from broadcast.context import Context
-from broadcast.models import ChannelKind, Level, Target
-from broadcast.progress import alert_progress
-from broadcast.tokens import link_token
-from broadcast.worker import BackgroundWorker
+from broadcast.core.context import Context
+from broadcast.core.models import ChannelKind, Level, Target
+from broadcast.core.tokens import link_token
+from broadcast.following.progress import alert_progress
+from broadcast.issuing import alerts
+from broadcast.running.worker import BackgroundWorker
+from broadcast.web.console.users import Role
 from channels.simulators.twilio import TwilioBehaviour
 from tests.browser import CONSOLE_SIZE, check_page, chromium, sign_in, sign_out
 from tests.conftest import Stack

@@ -13,17 +13,18 @@ import pytest
 from pydantic import ValidationError
 
 from audiences.areas import AreaTree
-from broadcast import alerts, progress
-from broadcast.console.access import Forbidden
-from broadcast.console.actions import cancel_as
-from broadcast.console.help_cases import HelpState, HelpUpdate, mark_help
-from broadcast.console.users import Role
-from broadcast.context import Context
-from broadcast.followup_pages import floor_of, walk_order
-from broadcast.ledger import Ledger
-from broadcast.models import Alert, AlertStatus, EventKind, Level
-from broadcast.pages.display import display
-from broadcast.settings import Settings
+from broadcast.core.context import Context
+from broadcast.core.models import Alert, AlertStatus, EventKind, Level
+from broadcast.core.settings import Settings
+from broadcast.delivering.ledger import Ledger
+from broadcast.following import progress
+from broadcast.issuing import alerts
+from broadcast.web.console.access import Forbidden
+from broadcast.web.console.actions import cancel_as
+from broadcast.web.console.help_cases import HelpState, HelpUpdate, mark_help
+from broadcast.web.console.users import Role
+from broadcast.web.followup_pages import floor_of, walk_order
+from broadcast.web.pages.display import display
 from tests.conftest import STREET
 from tests.helpers import add_user, draft, issue
 

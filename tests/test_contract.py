@@ -28,7 +28,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from broadcast.settings import Settings
+from broadcast.core.settings import Settings
 from channels.base import Channel, OpenGate, OutboundMessage, Outcome
 from channels.twilio.sms import TwilioSMS
 from channels.twilio.voice import TwilioVoice

@@ -28,14 +28,15 @@ from rq.registry import ScheduledJobRegistry
 from audiences.areas import AreaTree, read_divisions, store_areas
 from audiences.population import Population, generate, store_population
 from audiences.volunteers import VolunteerRole
-from broadcast.benchmarks import faults
-from broadcast.benchmarks.faults import RestartableRedis, children_of, kill_tree
-from broadcast.context import FOLLOWUP_QUEUE, Context
-from broadcast.escalation import queue_help_case, step_job_id
-from broadcast.models import ChannelKind, Level
-from broadcast.services import start_services
-from broadcast.settings import Settings
-from broadcast.worker import drain
+from broadcast.core.context import FOLLOWUP_QUEUE, Context
+from broadcast.core.models import ChannelKind, Level
+from broadcast.core.settings import Settings
+from broadcast.following.escalation import step_job_id
+from broadcast.hearing.inbound import queue_help_case
+from broadcast.running.benchmarks import faults
+from broadcast.running.benchmarks.faults import RestartableRedis, children_of, kill_tree
+from broadcast.running.services import start_services
+from broadcast.running.worker import drain
 from channels.simulators.twilio import Capacity, TwilioBehaviour
 from tests.conftest import ROOT, STREET, LoopThread, Stack
 from tests.helpers import issue, progress, texts_to

@@ -20,12 +20,12 @@ from playwright.sync_api import Browser, Page, expect
 
 from audiences.population import Population
 from audiences.volunteers import VolunteerRole
-from broadcast import alerts
-from broadcast.context import Context
-from broadcast.models import Level
-from broadcast.progress import alert_progress
-from broadcast.tokens import link_token, volunteer_token
-from broadcast.worker import BackgroundWorker
+from broadcast.core.context import Context
+from broadcast.core.models import Level
+from broadcast.core.tokens import link_token, volunteer_token
+from broadcast.following.progress import alert_progress
+from broadcast.issuing import alerts
+from broadcast.running.worker import BackgroundWorker
 from tests.browser import PHONE_SIZE, check_page, chromium
 from tests.conftest import STREET, Stack
 from tests.helpers import issue

@@ -16,13 +16,13 @@ from rq.registry import ScheduledJobRegistry
 from audiences.population import Population
 from audiences.residents import Resident
 from audiences.volunteers import Volunteer, VolunteerRole
-from broadcast import alerts
-from broadcast.clock import ManualClock
-from broadcast.context import FOLLOWUP_QUEUE, Context
-from broadcast.escalation import run_step, step_job_id
-from broadcast.models import ChannelKind, Level
-from broadcast.tokens import volunteer_token
-from broadcast.worker import drain
+from broadcast import lifecycle
+from broadcast.core.clock import ManualClock
+from broadcast.core.context import FOLLOWUP_QUEUE, Context
+from broadcast.core.models import ChannelKind, Level
+from broadcast.core.tokens import volunteer_token
+from broadcast.following.escalation import run_step, step_job_id
+from broadcast.running.worker import drain
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.sms import INBOUND_PATH
 from tests.conftest import STREET, Stack
@@ -192,7 +192,7 @@ def test_cancel_stops_the_ladder_and_forged_links_show_nothing(
         token[:-2] + "xx",
     ):
         assert request_json(f"{stack.url}/v/{forged}/list.json")[0] == 404
-    alerts.cancel(ctx, alert.id, "officer-a")
+    lifecycle.cancel(ctx, alert.id, "officer-a")
     scheduled = ScheduledJobRegistry(queue=ctx.queue(FOLLOWUP_QUEUE)).get_job_ids()
     assert not any(job.startswith(f"{ctx.keys.ns}-{alert.id}-e") for job in scheduled)
     clock.advance(minutes=15)
@@ -203,7 +203,7 @@ def test_cancel_stops_the_ladder_and_forged_links_show_nothing(
 def test_bit_counting_agrees_with_a_plain_count() -> None:
     import random
 
-    from broadcast.escalation import count_set, unset_among
+    from broadcast.following.escalation import count_set, unset_among
 
     rng = random.Random(5)
     done = bytes(rng.getrandbits(8) for _ in range(300))

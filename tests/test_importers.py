@@ -13,8 +13,8 @@ import pytest
 from audiences.population import Population
 from audiences.registry import Registry
 from audiences.residents import Role
-from broadcast.cli import main
-from broadcast.context import Context
+from broadcast.core.context import Context
+from broadcast.running.cli import main
 from tests.conftest import STREET
 
 COMMUNITY = "310115005001"

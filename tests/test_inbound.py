@@ -8,11 +8,11 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from audiences.population import Population
-from broadcast.context import Context
-from broadcast.inbound import Inbox, Recorded
-from broadcast.models import ChannelKind, ReplyEvent
-from broadcast.plan import freeze
-from broadcast.web import form_fields
+from broadcast.core.context import Context
+from broadcast.core.models import ChannelKind, ReplyEvent
+from broadcast.hearing.inbound import Inbox, Recorded
+from broadcast.issuing.plan import freeze
+from broadcast.web.app import form_fields
 from channels.twilio.http import form_encode
 from tests.conftest import STREET, Stack
 from tests.helpers import issue, progress, request_json

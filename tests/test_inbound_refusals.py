@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 
 from audiences.population import Population
-from broadcast.context import Context
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.running.worker import drain
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.sms import INBOUND_PATH, STATUS_PATH
 from channels.twilio.voice import GATHER_PATH

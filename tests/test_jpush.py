@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from audiences.population import Population
-from broadcast.context import Context
-from broadcast.ledger import Ledger
-from broadcast.models import ChannelKind
-from broadcast.settings import Settings
-from broadcast.tokens import app_ack_token, read_app_ack
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.core.models import ChannelKind
+from broadcast.core.settings import Settings
+from broadcast.core.tokens import app_ack_token, read_app_ack
+from broadcast.delivering.ledger import Ledger
+from broadcast.running.worker import drain
 from channels.base import UNREGISTERED, OpenGate, OutboundMessage, Outcome, SendResult, Sent
 from channels.push.jpush import BATCH_PATH, CID_PATH, SIMULATOR_APP_KEY, SIMULATOR_MASTER_SECRET, JPush
 from tests.conftest import STREET, Stack

@@ -10,13 +10,14 @@ import pytest
 
 from audiences.areas import AreaLevel, AreaTree
 from audiences.population import Population
-from broadcast import alerts
-from broadcast.cli import main
-from broadcast.context import QUEUE_ORDER, Context
-from broadcast.models import AlertStatus, EventType, Language, Level, MessageType
-from broadcast.segments import sms_cost
-from broadcast.tokens import LINK_TOKEN_LENGTH, read_link_token
-from broadcast.worker import drain
+from broadcast import lifecycle
+from broadcast.core.context import QUEUE_ORDER, Context
+from broadcast.core.models import AlertStatus, EventType, Language, Level, MessageType
+from broadcast.core.segments import sms_cost
+from broadcast.core.tokens import LINK_TOKEN_LENGTH, read_link_token
+from broadcast.issuing import alerts
+from broadcast.running.cli import main
+from broadcast.running.worker import drain
 from tests.conftest import STREET, Stack
 from tests.helpers import issue, request_json
 from tests.samples import sample_draft
@@ -109,7 +110,7 @@ def test_residents_get_the_upgrade_wording_and_their_own_links(
 def test_an_update_must_keep_the_event_it_changes(ctx: Context, tree: AreaTree) -> None:
     first = issue(ctx, [STREET], level=Level.blue)
     with pytest.raises(alerts.AlertError) as caught:
-        alerts.compose(
+        lifecycle.compose(
             ctx,
             sample_draft(EventType.rainstorm, Level.blue, msg_type=MessageType.update, references=first.id),
             tree=tree,

@@ -9,12 +9,12 @@ import pytest
 
 from audiences.population import Population
 from audiences.residents import Resident
-from broadcast.context import Context
-from broadcast.keys import as_text
-from broadcast.models import ChannelKind
-from broadcast.settings import Settings
-from broadcast.tokens import app_ack_token
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.core.keys import as_text
+from broadcast.core.models import ChannelKind
+from broadcast.core.settings import Settings
+from broadcast.core.tokens import app_ack_token
+from broadcast.running.worker import drain
 from channels.base import OpenGate, OutboundMessage, Outcome
 from channels.push.fcm import FCM
 from channels.push.jpush import JPush

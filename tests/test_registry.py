@@ -16,12 +16,12 @@ from audiences.population import Population, generate, store_population
 from audiences.registry import Registry
 from audiences.residents import Resident, channel_order, decode_record, encode_record, phone_rids
 from audiences.volunteers import Volunteer, VolunteerRole, store_volunteers, volunteers_for
-from broadcast import alerts
-from broadcast.cli import main
-from broadcast.inbound import Inbox, Recorded
-from broadcast.keys import Keys
-from broadcast.models import ChannelKind, Level, ReplyEvent
-from broadcast.plan import freeze
+from broadcast import lifecycle
+from broadcast.core.keys import Keys
+from broadcast.core.models import ChannelKind, Level, ReplyEvent
+from broadcast.hearing.inbound import Inbox, Recorded
+from broadcast.issuing.plan import freeze
+from broadcast.running.cli import main
 from tests.conftest import STREET
 from tests.helpers import draft
 
@@ -146,7 +146,7 @@ def test_a_reply_from_a_shared_phone_confirms_the_entry_the_alert_reached(ctx: A
         contacts=[Contact(name=resident.name, phone=resident.phone, title="负责人")],
     )
     store_key_units(ctx.redis, ctx.keys, [unit])
-    alert = alerts.compose(ctx, draft([site.grid], Level.blue))
+    alert = lifecycle.compose(ctx, draft([site.grid], Level.blue))
     freeze(ctx, alert)
 
     async def reply() -> Recorded:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broadcast.screen import half_columns, screen_pages
+from broadcast.composing.screen import half_columns, screen_pages
 
 HAN = "风"
 

@@ -12,12 +12,12 @@ import pytest
 from audiences.areas import AreaLevel
 from audiences.population import Population
 from audiences.screens import Screen, Transport, store_screens
-from broadcast import alerts
-from broadcast.context import Context
-from broadcast.displays import ScreenWatch, ack_signature, screen_key
-from broadcast.models import ChannelKind, Target
-from broadcast.screen import half_columns
-from broadcast.worker import drain
+from broadcast import lifecycle
+from broadcast.composing.screen import half_columns
+from broadcast.core.context import Context
+from broadcast.core.models import ChannelKind, Target
+from broadcast.delivering.displays import ScreenWatch, ack_signature, screen_key
+from broadcast.running.worker import drain
 from channels.screens.display import Broker, ack_topic
 from channels.simulators.screens import ScreenBehaviour, ScreenSimulator
 from tests.conftest import STREET, LoopThread, Stack
@@ -107,7 +107,7 @@ def test_screens_show_acknowledge_and_clear(
     assert report["shown"] == 4, "the silent screen never says shown; the offline one never receives"
     assert report["offline_screens"] == [screens[0].id]
 
-    alerts.cancel(ctx, alert.id, "officer-a")
+    lifecycle.cancel(ctx, alert.id, "officer-a")
     drain(ctx)
     wait_for(lambda: all(devices.screens[s.id].cleared for s in online), "the screens to be cleared")
     assert stack.loop.run(retained(mqtt_url, screens[2].address)) is None, "nothing stays on a cleared screen"

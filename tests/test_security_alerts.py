@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from audiences.population import Population
-from broadcast import alerts
-from broadcast.cli import main
-from broadcast.console.users import Role, load_user, store_user
-from broadcast.context import Context
-from broadcast.models import AlertStatus, ChannelKind, Level, MessageType
-from broadcast.worker import drain
+from broadcast import lifecycle
+from broadcast.core.context import Context
+from broadcast.core.models import AlertStatus, ChannelKind, Level, MessageType
+from broadcast.issuing import alerts
+from broadcast.running.cli import main
+from broadcast.running.worker import drain
+from broadcast.web.console.users import Role, load_user, store_user
 from tests.conftest import STREET, Stack
 from tests.helpers import add_user, draft, issue, progress, request_json, token_for
 
@@ -98,7 +99,7 @@ def test_approval_compares_accounts_not_spellings_and_the_cli_acts_only_as_a_rea
         assert code == 2 and reason in err, (name, err)
         assert alerts.get_alert(ctx, alert_id).status is AlertStatus.pending_approval
     with pytest.raises(alerts.AlertError) as caught:
-        alerts.approve(ctx, alert_id, "Hp-Officer")
+        lifecycle.approve(ctx, alert_id, "Hp-Officer")
     assert caught.value.status == 403
     code, err = run("alert", "approve", alert_id, "--by", "PD.Approver")
     assert code == 0, err

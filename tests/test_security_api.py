@@ -10,10 +10,10 @@ from typing import Any
 from urllib.parse import quote
 
 from audiences.population import Population
-from broadcast.console.openapi import document
-from broadcast.console.users import Role
-from broadcast.context import Context
-from broadcast.models import Level
+from broadcast.core.context import Context
+from broadcast.core.models import Level
+from broadcast.web.console.openapi import document
+from broadcast.web.console.users import Role
 from tests.conftest import STREET, Stack
 from tests.helpers import add_user, draft, issue, request_json, token_for
 from tests.test_console_access import Visitor

@@ -10,11 +10,11 @@ import urllib.request
 from audiences.population import Population
 from audiences.registry import Registry
 from audiences.volunteers import VolunteerRole
-from broadcast.console.users import Role
-from broadcast.context import Context
-from broadcast.csv_export import csv_document, spreadsheet_cell
-from broadcast.tokens import volunteer_token
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.core.csv_export import csv_document, spreadsheet_cell
+from broadcast.core.tokens import volunteer_token
+from broadcast.running.worker import drain
+from broadcast.web.console.users import Role
 from tests.conftest import STREET, Stack
 from tests.helpers import add_user, issue
 from tests.test_console_access import Visitor

@@ -12,7 +12,7 @@ import pytest
 from audiences.census import area_report
 from audiences.population import Population
 from audiences.registry import Registry
-from broadcast.context import Context
+from broadcast.core.context import Context
 from tests.conftest import STREET
 from tests.test_importers import thousand_rows, write_csv
 

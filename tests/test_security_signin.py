@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from audiences.areas import AreaTree
-from broadcast.cli import main
-from broadcast.console import signin
-from broadcast.console.sessions import LOGIN_CSRF_COOKIE
-from broadcast.console.users import Role
-from broadcast.context import Context
+from broadcast.core.context import Context
+from broadcast.running.cli import main
+from broadcast.web.console import signin
+from broadcast.web.console.sessions import LOGIN_CSRF_COOKIE
+from broadcast.web.console.users import Role
 from tests.conftest import Stack
 from tests.helpers import PASSWORD, add_user
 from tests.test_console_access import PUDONG, Visitor

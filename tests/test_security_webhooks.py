@@ -9,9 +9,9 @@ from pathlib import Path
 from multidict import CIMultiDict
 
 from audiences.population import Population
-from broadcast.context import Context
-from broadcast.settings import Settings
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.core.settings import Settings
+from broadcast.running.worker import drain
 from channels.base import InboundRejected, InboundRequest
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.sms import INBOUND_PATH, TwilioSMS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broadcast.segments import sms_cost
+from broadcast.core.segments import sms_cost
 
 HAN = "风"  # any Chinese character: one UTF-16 unit, not GSM-7
 EMOJI = "🌀"  # outside the Basic Multilingual Plane: two UTF-16 units (a surrogate pair)

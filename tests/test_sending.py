@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from audiences.population import Population
-from broadcast.clock import ManualClock
-from broadcast.context import Context
-from broadcast.models import ChannelKind
-from broadcast.ratelimit import SharedRateLimit
-from broadcast.worker import drain
+from broadcast.core.clock import ManualClock
+from broadcast.core.context import Context
+from broadcast.core.models import ChannelKind
+from broadcast.delivering.ratelimit import SharedRateLimit
+from broadcast.running.worker import drain
 from channels.simulators.twilio import Capacity
 from tests.conftest import STREET, Stack
 from tests.helpers import issue, progress, texts_to

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from audiences.population import Population
-from broadcast import alerts
-from broadcast.cli import main
-from broadcast.console.users import Role
-from broadcast.context import QUEUE_ORDER, Context
-from broadcast.models import AlertStatus, Language, Level
-from broadcast.worker import drain
+from broadcast import lifecycle
+from broadcast.core.context import QUEUE_ORDER, Context
+from broadcast.core.models import AlertStatus, Language, Level
+from broadcast.issuing import alerts
+from broadcast.running.cli import main
+from broadcast.running.worker import drain
+from broadcast.web.console.users import Role
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.sms import INBOUND_PATH, STATUS_PATH
 from tests.conftest import STREET, Stack, free_port
@@ -169,13 +170,13 @@ def test_same_request_twice_is_one_alert(ctx: Context, population: Population) -
 def test_orange_needs_a_second_officer(ctx: Context, population: Population) -> None:
     from tests.helpers import draft
 
-    alert = alerts.compose(ctx, draft([STREET]))
+    alert = lifecycle.compose(ctx, draft([STREET]))
     assert alert.status is AlertStatus.pending_approval
     assert all(ctx.queue(name).count == 0 for name in QUEUE_ORDER), "nothing goes out before approval"
     with pytest.raises(alerts.AlertError) as caught:
-        alerts.approve(ctx, alert.id, "officer-a")
+        lifecycle.approve(ctx, alert.id, "officer-a")
     assert caught.value.status == 403
-    assert alerts.approve(ctx, alert.id, "officer-b").status is AlertStatus.issued
+    assert lifecycle.approve(ctx, alert.id, "officer-b").status is AlertStatus.issued
 
 
 def test_demo_once_json_on_a_fresh_machine(tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ from audiences.registry import Registry
 from audiences.residents import Resident, Role
 from audiences.screens import Screen, Transport, screens_for, screens_in, store_screens
 from audiences.targeting import TargetError, resolve
-from broadcast.cli import main
-from broadcast.context import Context
-from broadcast.models import Alert, AlertStatus, ChannelKind, EventType, Level, Target
-from broadcast.plan import freeze
+from broadcast.core.context import Context
+from broadcast.core.models import Alert, AlertStatus, ChannelKind, EventType, Level, Target
+from broadcast.issuing.plan import freeze
+from broadcast.running.cli import main
 from tests.conftest import Stack
 from tests.helpers import request_json
 

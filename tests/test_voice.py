@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from audiences.population import Population
-from broadcast.context import Context
-from broadcast.models import ChannelKind, EventKind
-from broadcast.worker import drain
+from broadcast.core.context import Context
+from broadcast.core.models import ChannelKind, EventKind
+from broadcast.running.worker import drain
 from channels.base import InboundRejected, InboundRequest
 from channels.twilio.account import SIGNATURE_HEADER, sign, twilio_account
 from channels.twilio.voice import GATHER_PATH, STATUS_PATH, TwilioVoice

@@ -21,8 +21,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broadcast.models import ChannelKind
-from broadcast.settings import Settings
+from broadcast.core.models import ChannelKind
+from broadcast.core.settings import Settings
 from channels.base import (
     UNREGISTERED,
     Channel,

@@ -27,8 +27,8 @@ from typing import Any
 
 import aiohttp
 
-from broadcast.models import ChannelKind, EventKind, RecipientEvent
-from broadcast.settings import Settings
+from broadcast.core.models import ChannelKind, EventKind, RecipientEvent
+from broadcast.core.settings import Settings
 from channels.base import (
     UNREGISTERED,
     Channel,

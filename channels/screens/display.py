@@ -18,9 +18,9 @@ from urllib.parse import urlparse
 import aiohttp
 import aiomqtt
 
-from broadcast.embedded_mqtt import broker_url
-from broadcast.models import ChannelKind
-from broadcast.settings import Settings
+from broadcast.core.embedded_mqtt import broker_url
+from broadcast.core.models import ChannelKind
+from broadcast.core.settings import Settings
 from channels.base import Channel, Gate, OutboundMessage, Outcome, SendResult, classify_http, send_concurrently
 
 MAX_PAYLOAD = 16 * 1024

@@ -52,7 +52,7 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
-from broadcast.segments import sms_cost
+from broadcast.core.segments import sms_cost
 from channels.simulators import HANG_SECONDS, SimulatedProvider
 from channels.twilio.account import SIGNATURE_HEADER, sign
 

@@ -22,8 +22,8 @@ from urllib.parse import urlencode, urlparse
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-from broadcast.settings import Settings
-from broadcast.tokens import mac
+from broadcast.core.settings import Settings
+from broadcast.core.tokens import mac
 
 SIMULATOR_ACCOUNT_SID = "AC" + "5e" * 16
 # A process that does not know the deployment's secret signs, and accepts, nothing anyone else can.

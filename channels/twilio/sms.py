@@ -20,8 +20,8 @@ from twilio.rest import Client
 # worker loads them once, before it forks, and not each batch's work horse again (a tenth of a batch).
 from twilio.rest.api.v2010.account import AccountContext  # noqa: F401
 
-from broadcast.models import ChannelKind, EventKind, RecipientEvent, ReplyEvent
-from broadcast.settings import Settings
+from broadcast.core.models import ChannelKind, EventKind, RecipientEvent, ReplyEvent
+from broadcast.core.settings import Settings
 from channels.base import (
     Channel,
     Gate,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from broadcast.models import AckMethod, ChannelKind, EventKind, RecipientEvent
-from broadcast.settings import Settings
+from broadcast.core.models import AckMethod, ChannelKind, EventKind, RecipientEvent
+from broadcast.core.settings import Settings
 from channels.base import (
     InboundRejected,
     InboundRequest,
