@@ -62,6 +62,7 @@ AUDIT_ACTIONS = {
     "issue": ("签发", "issued"),
     "cancel": ("解除", "cancelled"),
     "help_case": ("求助处理", "help request handled"),
+    "field_report": ("现场报告处理", "field report triaged"),
     "sign_in": ("登录", "signed in"),
     "sign_in_failed": ("登录失败", "sign-in failed"),
     "user_add": ("添加用户", "user added"),
