@@ -106,6 +106,7 @@ CONSOLE_ROUTE_MODULES = [
     "broadcast.web.console.compose_page",
     "broadcast.web.console.alert_page",
     "broadcast.web.console.report_triage",
+    "broadcast.web.console.review_page",
     "broadcast.web.console.progress_stream",
     "broadcast.web.console.alerts_api",
     "broadcast.web.console.area_search",
