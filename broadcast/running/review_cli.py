@@ -67,17 +67,21 @@ def cmd_report(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_drills_list(ctx: Context, args: argparse.Namespace) -> int:
+def _scorecards(ctx: Context, event: str) -> list[dict[str, Any]]:
     from broadcast.following.scorecards import drill_scorecards
 
     async def run() -> list[dict[str, Any]]:
         client = ctx.async_redis()
         try:
-            return await drill_scorecards(client, ctx.keys, args.event)
+            return await drill_scorecards(client, ctx.keys, event)
         finally:
             await client.aclose()
 
-    cards = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def cmd_drills_list(ctx: Context, args: argparse.Namespace) -> int:
+    cards = _scorecards(ctx, args.event)
     if args.json:
         print(json.dumps([{k: c[k] for k in ("alert", "issued_at", "areas", "targeted", "rate")} for c in cards]))
         return 0
@@ -87,16 +91,9 @@ def cmd_drills_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_drills_compare(ctx: Context, args: argparse.Namespace) -> int:
-    from broadcast.following.scorecards import compare, compare_csv, drill_scorecards
+    from broadcast.following.scorecards import compare, compare_csv
 
-    async def run() -> list[dict[str, Any]]:
-        client = ctx.async_redis()
-        try:
-            return await drill_scorecards(client, ctx.keys, args.event)
-        finally:
-            await client.aclose()
-
-    cards = {c["alert"]: c for c in asyncio.run(run())}
+    cards = {c["alert"]: c for c in _scorecards(ctx, args.event)}
     ids = list(cards)
     first, second = args.previous or (ids[-2] if len(ids) > 1 else None), args.latest or (ids[-1] if ids else None)
     if first not in cards or second not in cards:

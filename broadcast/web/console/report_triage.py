@@ -15,7 +15,7 @@ from broadcast.following.progress import alert_progress
 from broadcast.hearing.field_reports import TriageState, TriageUpdate, load_report, mark_report
 from broadcast.web.base import CTX, REDIS
 from broadcast.web.console.access import Forbidden, covers, scoped_progress
-from broadcast.web.console.alert_page import load_visible
+from broadcast.web.console.alert_page import load_visible, refused, wants_json
 from broadcast.web.console.principal import principal
 from broadcast.web.console.render import console_page, message_page
 from broadcast.web.console.report_list import by_street, may_triage, reports_for
@@ -47,16 +47,6 @@ async def all_reports(request: web.Request) -> web.Response:
     )
 
 
-def _wants_json(request: web.Request) -> bool:
-    return "application/json" in request.headers.get("Accept", "")
-
-
-def _refused(request: web.Request, status: int, message: str, field: str) -> web.Response:
-    if _wants_json(request):
-        return web.json_response({"error": {"message": message, "field": field}}, status=status)
-    return message_page(request, status, message)
-
-
 async def triage(request: web.Request) -> web.Response:
     """A duty officer marks a report seen, assigned (to whom) or resolved, with a note."""
     found = await load_visible(request)
@@ -76,11 +66,11 @@ async def triage(request: web.Request) -> web.Response:
         saved = await asyncio.to_thread(mark_report, ctx, found.id, report, update, who.user.name, who.origin)
     except ValidationError as exc:
         problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return _refused(request, 422, f"无法保存 Not saved: {problem}", "state")
+        return refused(request, 422, f"无法保存 Not saved: {problem}", "state")
     except (AlertError, Forbidden) as exc:
         status = exc.status if isinstance(exc, AlertError) else 403
-        return _refused(request, status, exc.message, exc.field or "form")
-    if _wants_json(request):
+        return refused(request, status, exc.message, exc.field or "form")
+    if wants_json(request):
         return web.json_response({"saved": saved})
     raise web.HTTPSeeOther(f"/console/alerts/{found.id}/reports")
 
