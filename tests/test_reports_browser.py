@@ -27,7 +27,7 @@ from broadcast.issuing import alerts
 from broadcast.running.worker import BackgroundWorker
 from broadcast.web.console.users import Role
 from channels.simulators.twilio import TwilioBehaviour
-from tests.browser import CONSOLE_SIZE, PHONE_SIZE, check_page, chromium, sign_in
+from tests.browser import ARTIFACTS, CONSOLE_SIZE, PHONE_SIZE, check_page, chromium, sign_in
 from tests.conftest import Stack
 from tests.helpers import add_user, issue
 from tests.test_callbacks import reply
@@ -166,6 +166,7 @@ def test_a_report_made_without_signal_reaches_the_duty_room_once_and_is_triaged_
         check_page(console, "35-review")
         pdf = console.request.get(f"{stack.url}/console/alerts/{alert.id}/review.pdf")
         assert pdf.ok and pdf.body().startswith(b"%PDF")
+        (ARTIFACTS / "35-review.pdf").write_bytes(pdf.body())  # to look at, as printed
 
         second = issue(ctx, [LUJIAZUI, WEIFANG])
         wait_until_sent(ctx, stack, second.id)
