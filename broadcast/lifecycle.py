@@ -11,8 +11,9 @@ leads to the next, and what officers' commands and pages call to compose, approv
 - **Ended** (cancelled, or replaced by an update or a cancel message): replies stop counting for
   it, its ladder's scheduled steps are removed, and its screens are cleared, unless the message
   that replaces it has screens of its own, whose warning takes the old one's place.
-- **Expired**: nothing runs but the screens' clearing scheduled when it was planned; batches,
-  ladder steps and replies each check the alert's expiry themselves.
+- **Expired**: nothing runs but the screens' clearing scheduled when it was planned (and, for a
+  drill, the keeping of its scorecard); batches, ladder steps and replies each check the alert's
+  expiry themselves. A drill that ends earlier keeps its scorecard then (following).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from broadcast.core.context import CONTROL_QUEUE, Context, current
 from broadcast.core.jobs import PLAN_JOB, until_done
 from broadcast.core.models import Alert, AlertDraft, AlertStatus, ChannelKind
 from broadcast.delivering import displays
-from broadcast.following import escalation
+from broadcast.following import escalation, scorecards
 from broadcast.issuing import alerts
 from broadcast.issuing import plan as planning
 
@@ -107,11 +108,15 @@ def follow(ctx: Context, alert: Alert) -> None:
         if displays.plan_screens(ctx, alert, screens_for(ctx.redis, ctx.keys, tree, alert.target)):
             displays.schedule_clear_at_expiry(ctx, alert)
     escalation.schedule_ladder(ctx, alert)
+    scorecards.schedule_scorecard(ctx, alert)
 
 
 def end(ctx: Context, alert_id: str, *, clear_screens: bool) -> None:
     """An alert that no longer stands: replies stop counting for it, its ladder stops, its screens clear."""
     alerts.deactivate(ctx, alert_id)
     escalation.cancel_ladder(ctx, alert_id)
+    ended = alerts.load_alert(ctx.redis, ctx.keys, alert_id)
+    if ended is not None and ended.issued_at is not None:
+        scorecards.schedule_scorecard(ctx, ended, now=True)  # a drill's figures are kept as it ended
     if clear_screens and ctx.redis.exists(ctx.keys.alert_screens(alert_id)):
         displays.schedule_clear_now(ctx, alert_id)

@@ -28,6 +28,7 @@ CLEAR_SCREENS_JOB = "broadcast.delivering.displays.clear_job"
 DELIVERY_REPORT_JOB = "broadcast.hearing.reports.delivery_report_job"
 LADDER_STEP_JOB = "broadcast.following.escalation.step_job"
 HELP_CASE_JOB = "broadcast.following.escalation.help_case_job"
+SCORECARD_JOB = "broadcast.following.scorecards.keep_job"
 
 # Jobs queued (or scheduled: ladder steps, screen clearing) by an earlier version, under the path
 # each function had then. Workers run them as the job named here now (``resolve_job``).

@@ -53,7 +53,8 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
                                            round), "attempted:{channel}", "vulnerable" (frozen with the
                                            roster) or "closed" (a volunteer settled it in person)
     {ns}:alert:{id}:counts          hash   "{event}" totals, "{event}:{channel}", "{event}@{community#}",
-                                           "duplicates", "retried"
+                                           "duplicates", "retried", "parts:{channel}" (SMS parts accepted),
+                                           "error:{channel}:{code}" (failures by provider error code)
     {ns}:alert:{id}:slots           string 16 bytes per ordinal: first sent/delivered/acknowledged
                                            times (u32 seconds after issue), channel, ack method, error code
     {ns}:alert:{id}:screens         hash   screen id -> state (queued, failed, published, shown)
@@ -73,6 +74,21 @@ Alerts (kept while the alert matters; expire after ``ALERT_RETENTION``)
                                            first asked (epoch seconds): the console lists them newest first
     {ns}:alert:{id}:help:handling   hash   ordinal -> JSON {state: "assigned"|"handled", assignee, note, by, at}:
                                            what the duty room did about a help request (audited as "help_case")
+    {ns}:alert:{id}:reports         hash   field report id -> report JSON (category, text, place, reporter, photo …)
+    {ns}:alert:{id}:reports:order   zset   field report id scored by when it was received (epoch seconds)
+    {ns}:alert:{id}:reports:next    string last field report id handed out (INCR)
+    {ns}:alert:{id}:reports:sent    hash   "{reporter}:{request id}" -> field report id: a report sent twice
+                                           (a phone that was offline, a provider's retry) is stored once
+    {ns}:alert:{id}:reports:triage  hash   field report id -> JSON {state: seen|assigned|resolved, assignee, note,
+                                           by, at}: what the duty room did about it (audited as "field_report")
+
+Drills (kept ``DRILL_RETENTION``: a drill is compared with the next one of its kind, months later)
+    {ns}:drills:{event}             zset   drill alert ids of one event type scored by issue time
+    {ns}:drill:{id}:scorecard       string JSON: the drill's figures per committee and street, kept after the
+                                           alert's own keys have expired
+
+Files (outside Redis: ``broadcast.core.storage``, under ``BROADCAST_FILES_DIR``)
+    photos/{alert}/{name}.jpg       a field report's photo, re-encoded without its metadata
 
 Console (users and their credentials; tokens are stored only as SHA-256 digests)
     {ns}:users                      hash   user name -> user JSON (role, areas, argon2 password hash, disabled)
@@ -112,6 +128,7 @@ def index_bucket(text: str) -> int:
 
 
 ALERT_RETENTION_SECONDS = 30 * 24 * 3600
+DRILL_RETENTION_SECONDS = 3 * 366 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -272,6 +289,27 @@ class Keys:
 
     def help_handling(self, alert_id: str) -> str:
         return f"{self.ns}:alert:{alert_id}:help:handling"
+
+    def alert_reports(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:reports"
+
+    def alert_report_order(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:reports:order"
+
+    def alert_report_next(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:reports:next"
+
+    def alert_report_requests(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:reports:sent"
+
+    def alert_report_triage(self, alert_id: str) -> str:
+        return f"{self.ns}:alert:{alert_id}:reports:triage"
+
+    def drills(self, event: str) -> str:
+        return f"{self.ns}:drills:{event}"
+
+    def drill_scorecard(self, alert_id: str) -> str:
+        return f"{self.ns}:drill:{alert_id}:scorecard"
 
     def alert_keys(self, alert_id: str) -> str:
         """A pattern matching every key of one alert (for retention and tests)."""

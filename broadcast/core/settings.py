@@ -110,6 +110,20 @@ class Settings(BaseSettings):
     # Inbound SMS replies
     confirm_keywords: list[str] = ["1", "收到", "好", "好的", "ok", "y", "yes", "确认"]
     help_keywords: list[str] = ["2", "9", "求助", "救命", "help", "sos"]
+    # A text that begins with one of these is a field report: "报告 积水 地下车库"
+    report_keywords: list[str] = ["报告", "上报", "report"]
+
+    # Field reports' photos: stored outside Redis (broadcast.core.storage), under files_dir
+    files_dir: Path | None = None  # unset: data_dir / "files"
+    photo_max_bytes: int = Field(default=12 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)  # as uploaded
+    photo_max_side: int = Field(default=1600, ge=320, le=4096)  # pixels of the longer side, as stored
+
+    # The after-action report: what sending cost, and the font its PDF is set in
+    sms_part_price: float = Field(default=0.05, ge=0)  # per SMS part
+    voice_minute_price: float = Field(default=0.15, ge=0)  # per call minute
+    voice_minutes_per_call: float = Field(default=1.0, ge=0)  # minutes billed for one warning call
+    cost_currency: str = Field(default="元", max_length=8)
+    report_font: Path | None = None  # a .ttf/.ttc/.otf with Chinese; unset: found among the system's fonts
 
     @field_validator(
         "public_url", "twilio_api_base", "simulator_url", "jpush_api_base", "jpush_report_base", "fcm_api_base"
@@ -138,6 +152,11 @@ class Settings(BaseSettings):
         if "public_url" not in self.model_fields_set:
             self.public_url = f"http://{self.host}:{self.port}"
         return self
+
+    @property
+    def files_root(self) -> Path:
+        """Where files kept outside Redis live (photos of field reports)."""
+        return self.files_dir or self.data_dir / "files"
 
     @property
     def zone(self) -> ZoneInfo:

@@ -336,9 +336,9 @@ class BatchRun:
                     continue
                 buffer.append(result)
                 if len(buffer) >= FLUSH_EVERY or loop.time() - flushed_at >= FLUSH_SECONDS:
-                    await self.record(buffer)
+                    await self.record(buffer, by_ordinal)
                     buffer, flushed_at = [], loop.time()
-            await self.record(buffer)
+            await self.record(buffer, by_ordinal)
             await gate.close()
             if bad_config is not None:
                 await self.clear_attempted([m.ordinal for m in again])
@@ -354,11 +354,14 @@ class BatchRun:
             _enqueue_reports(self.ctx, self.alert, channel, accepted)
         return pending
 
-    async def record(self, results: list[SendResult]) -> None:
-        """Store what the provider said: accepted ones are sent; refused ones have failed."""
+    async def record(self, results: list[SendResult], messages: dict[int, OutboundMessage] | None = None) -> None:
+        """Store what the provider said: accepted ones are sent (with the SMS parts they cost); refused
+        ones have failed."""
         if not results:
             return
         accepted = [r.ordinal for r in results if r.outcome is Outcome.accepted]
+        if messages and self.kind is ChannelKind.sms:
+            await self.ledger.count(f"parts:{self.label}", sum(messages[o].parts for o in accepted if o in messages))
         await self.ledger.mark(
             EventKind.sent,
             self.kind,
@@ -394,6 +397,7 @@ class BatchRun:
         )
         await self.clear_attempted(ordinals)
         ordinals = fresh  # a repeated failure report moves nobody on twice
+        await self.ledger.count(f"error:{self.label}:{error_code or 0}", len(ordinals))  # failures by cause
         self.report.failed += len(ordinals)
         if self.round or not ordinals:
             return

@@ -24,7 +24,7 @@ from broadcast.delivering.ledger import roster_index
 
 STATES = ("sent", "delivered", "failed", "acknowledged", "needs_help")
 STAGES = ("queued", "sent", "rerouted", "delivered", "failed")
-_NOT_CHANNELS = ("stage", "notices")  # "{name}:{…}" counters that are not per channel
+_NOT_CHANNELS = ("stage", "notices", "parts", "error")  # "{name}:{…}" counters that are not per channel
 
 
 AREA_LEVELS = ("district", "street", "community")

@@ -9,6 +9,9 @@ recorded, and the batch's lookups and ledger writes go to Redis as a few command
 not seven round trips for each. A request is answered when its batch is stored, so a 2xx still
 means stored; if storing fails, every request of that batch fails with it and the provider retries.
 
+A text that begins with a report keyword ("报告 积水 地下车库") is a field report from the sender's
+building (``field_reports``), stored once per provider message id; it confirms nothing.
+
 A provider retries what we did not answer in time (our callback URLs ask Twilio to), so the same
 event may come twice: storing it again changes nothing (bitmaps, a reply kept once per message id,
 a help case queued once) and it is answered 200 again. A delivery report counts only for a message
@@ -19,6 +22,7 @@ we sent that recipient on that channel and round, and never moves a recipient ba
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from array import array
 from collections import deque
@@ -28,13 +32,14 @@ from functools import lru_cache
 
 import redis.asyncio
 
-from audiences.residents import Resident, hget_many, load_places, phone_rids
+from audiences.residents import Resident, hget_many, load_places, load_residents, phone_rids
 from broadcast.core.context import CONTROL_QUEUE, Context
 from broadcast.core.jobs import HELP_CASE_JOB, enqueue_once, until_done
 from broadcast.core.keys import ALERT_RETENTION_SECONDS, Keys, as_bytes, as_text
 from broadcast.core.models import AckMethod, Alert, ChannelKind, EventKind, RecipientEvent, ReplyEvent, normalise_reply
-from broadcast.delivering.deliver import channel_failed, channel_label
+from broadcast.delivering.deliver import channel_failed, channel_label, read_rids
 from broadcast.delivering.ledger import Ledger, RosterIndex, Stage, roster_index
+from broadcast.hearing.field_reports import Category, FieldReport, Reporter, read_sms_report, store_report
 from broadcast.issuing.alerts import load_alert_async
 
 _ALERT_CACHE_SECONDS = 2.0
@@ -309,6 +314,7 @@ class Inbox:
         out: list[Recorded | RecipientEvent] = []
         unmatched = without_alert = 0
         unread: list[tuple[str, int, str, str]] = []
+        reports: list[tuple[int, str, int, ReplyEvent, tuple[Category, str]]] = []
         for event, senders in zip(events, entries, strict=True):
             if not senders:
                 unmatched += 1
@@ -320,6 +326,11 @@ class Inbox:
                 out.append(Recorded("no_active_alert"))
                 continue
             alert_id, ordinal = match
+            report = read_sms_report(event.body, self.ctx.settings.report_keywords)
+            if report is not None:
+                reports.append((len(out), alert_id, ordinal, event, report))
+                out.append(Recorded("field_report", alert_id, ordinal))
+                continue
             meaning = self.meaning(event.body)
             if meaning is None:
                 unread.append((alert_id, ordinal, event.body, event.provider_ref or ""))
@@ -350,7 +361,37 @@ class Inbox:
                     args: list[str | int] = [sid, ordinal, body[:500], at, REPLIES_KEPT, ALERT_RETENTION_SECONDS]
                     pipe.eval(_UNREAD_REPLY, 4, *keys, *args)
                 await pipe.execute()
+        for _, alert_id, ordinal, event, (category, text) in reports:
+            await self.store_sms_report(alert_id, ordinal, event, category, text)
         return out
+
+    async def store_sms_report(
+        self, alert_id: str, ordinal: int, event: ReplyEvent, category: Category, text: str
+    ) -> FieldReport:
+        """A resident's report by SMS, from their building; the provider's message id makes a retry one report."""
+        (rid,) = await read_rids(self.client, self.keys, alert_id, [ordinal])
+        resident = (await load_residents(self.client, self.keys, [rid])).get(rid)
+        place = (resident.building or resident.place) if resident else ""
+        community = resident.community if resident else place[:12]
+        report = FieldReport(
+            id="0",
+            alert_id=alert_id,
+            category=category,
+            text=text,
+            place=place or community,
+            community=community,
+            reporter=Reporter(
+                kind="resident",
+                id=str(ordinal),
+                name=resident.name if resident else "",
+                phone=event.from_address,
+            ),
+            source="sms",
+            at=self.ctx.clock.now(),
+        )
+        request = event.provider_ref or hashlib.sha256(event.body.encode()).hexdigest()[:32]
+        stored, _ = await store_report(self.client, self.keys, report, request)
+        return stored
 
     def meaning(self, body: str) -> EventKind | None:
         """Confirmation, a call for help, or None; any help word anywhere in a reply counts as a call for help."""

@@ -36,6 +36,7 @@ COMMAND_MODULES: list[str] = [
     "broadcast.running.audiences_cli",
     "broadcast.running.bench",
     "broadcast.running.console_cli",
+    "broadcast.running.review_cli",
 ]
 
 

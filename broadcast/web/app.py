@@ -105,6 +105,8 @@ CONSOLE_ROUTE_MODULES = [
     "broadcast.web.console.home",
     "broadcast.web.console.compose_page",
     "broadcast.web.console.alert_page",
+    "broadcast.web.console.report_triage",
+    "broadcast.web.console.review_page",
     "broadcast.web.console.progress_stream",
     "broadcast.web.console.alerts_api",
     "broadcast.web.console.area_search",
@@ -122,6 +124,7 @@ ROUTE_MODULES: list[str] = [
     "broadcast.web.confirm_page",
     "broadcast.web.areas_api",
     "broadcast.web.followup_pages",
+    "broadcast.web.report_pages",
     *CONSOLE_ROUTE_MODULES,
 ]
 

@@ -77,6 +77,7 @@ WORDS: dict[str, dict[str, str]] = {
         "invalid": "这个链接无效",
         "ended": "这条预警已经结束，名单已关闭。",
         "rollup": "社区汇总",
+        "report": "上报现场情况",
     },
     "en": {
         "title": "Door-to-door list",
@@ -113,6 +114,7 @@ WORDS: dict[str, dict[str, str]] = {
         "invalid": "This link is not valid",
         "ended": "This warning has ended; the list is closed.",
         "rollup": "Committee roll-up",
+        "report": "Report what you find",
     },
 }
 
@@ -145,11 +147,11 @@ def _language(request: web.Request) -> str:
     return asked if asked in WORDS else "zh"
 
 
-async def _holder(request: web.Request, role: VolunteerRole | None = None) -> tuple[Alert, Volunteer] | web.Response:
+async def holder(request: web.Request, role: VolunteerRole | None = None) -> tuple[Alert, Volunteer] | web.Response:
     """The alert and volunteer a link names; or the page (or JSON) saying why it does not work."""
     ctx, client = request.app[CTX], request.app[REDIS]
     words = WORDS[_language(request)]
-    wants_json = request.path.endswith((".json", "/outcome")) or "/r/" in request.path
+    wants_json = request.method != "GET" or request.path.endswith((".json", "/photo")) or "/r/" in request.path
     found = read_volunteer_token(ctx.secret, request.match_info["token"])
     alert = await load_alert_async(client, ctx.keys, found[0]) if found else None
     raw = await client.hget(ctx.keys.volunteers, found[1]) if found else None
@@ -166,7 +168,7 @@ async def _holder(request: web.Request, role: VolunteerRole | None = None) -> tu
 
 
 async def work_list_page(request: web.Request) -> web.Response:
-    found = await _holder(request)
+    found = await holder(request)
     if isinstance(found, web.Response):
         return found
     alert, volunteer = found
@@ -185,7 +187,7 @@ async def work_list_page(request: web.Request) -> web.Response:
 
 
 async def work_list_json(request: web.Request) -> web.Response:
-    found = await _holder(request)
+    found = await holder(request)
     if isinstance(found, web.Response):
         return found
     alert, volunteer = found
@@ -239,7 +241,7 @@ def walk_order(residents: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def post_outcome(request: web.Request) -> web.Response:
-    found = await _holder(request)
+    found = await holder(request)
     if isinstance(found, web.Response):
         return found
     alert, volunteer = found
@@ -257,7 +259,7 @@ async def post_outcome(request: web.Request) -> web.Response:
 
 
 async def _committee(request: web.Request) -> tuple[Alert, Volunteer, int, int] | web.Response:
-    found = await _holder(request, VolunteerRole.community_worker)
+    found = await holder(request, VolunteerRole.community_worker)
     if isinstance(found, web.Response):
         return found
     alert, worker = found

@@ -188,7 +188,7 @@ async def cancel(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/console/alerts/{alert_id}")
 
 
-def _wants_json(request: web.Request) -> bool:
+def wants_json(request: web.Request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
@@ -207,17 +207,18 @@ async def mark_help_case(request: web.Request) -> web.Response:
         saved = await asyncio.to_thread(mark_help, ctx, who.user, found.id, int(ordinal), update, who.origin)
     except ValidationError as exc:
         problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return _help_refused(request, 422, f"无法保存 Not saved: {problem}", "state")
+        return refused(request, 422, f"无法保存 Not saved: {problem}", "state")
     except (alerts.AlertError, Forbidden) as exc:
         status = exc.status if isinstance(exc, alerts.AlertError) else 403
-        return _help_refused(request, status, exc.message, exc.field or "form")
-    if _wants_json(request):
+        return refused(request, status, exc.message, exc.field or "form")
+    if wants_json(request):
         return web.json_response({"saved": saved})
     raise web.HTTPSeeOther(f"/console/alerts/{found.id}#help")
 
 
-def _help_refused(request: web.Request, status: int, message: str, field: str) -> web.Response:
-    if _wants_json(request):
+def refused(request: web.Request, status: int, message: str, field: str) -> web.Response:
+    """A marking refused: JSON naming the field for the page's script, else a page saying why."""
+    if wants_json(request):
         return web.json_response({"error": {"message": message, "field": field}}, status=status)
     return message_page(request, status, message)
 

@@ -26,16 +26,19 @@ from broadcast.web.console.alerts_api import visible_alert
 from broadcast.web.console.guard import identify
 from broadcast.web.console.help_cases import help_cases
 from broadcast.web.console.principal import principal
+from broadcast.web.console.report_list import reports_for
 from broadcast.web.console.users import User
 
 INTERVAL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
+LIVE_REPORTS = 100  # field reports on the live page; the full list pages through the rest
 RECHECK_SECONDS = 30.0  # how often a long stream checks its user may still sign in
 STOPPING = web.AppKey("progress_streams_stopping", asyncio.Event)
 
 
 async def snapshot(request: web.Request, alert: Alert, user: User) -> dict[str, Any]:
-    """The alert's progress as ``user`` may see it, with the requests for help among it (newest first)."""
+    """The alert's progress as ``user`` may see it, with the requests for help and the field reports
+    among it (newest first)."""
     ctx, client = request.app[CTX], request.app[REDIS]
     progress = scoped_progress(user, await alert_progress(client, ctx.keys, alert))
     progress["help"] = await help_cases(
@@ -45,6 +48,7 @@ async def snapshot(request: web.Request, alert: Alert, user: User) -> dict[str, 
         progress["areas"]["community"],
         everywhere=not outside(user, alert.target.areas),
     )
+    progress["reports"] = await reports_for(request, alert, user, progress["areas"]["community"], limit=LIVE_REPORTS)
     return progress
 
 

@@ -14,6 +14,8 @@ from broadcast.web.pages import PAGES_DIR
 FILES = {
     "compose.js": PAGES_DIR / "console" / "compose.js",
     "progress.js": PAGES_DIR / "console" / "progress.js",
+    "review.js": PAGES_DIR / "console" / "review.js",
+    "drills.js": PAGES_DIR / "console" / "drills.js",
     "plotly.min.js": Path(str(files("plotly") / "package_data" / "plotly.min.js")),
 }
 

@@ -62,6 +62,7 @@ AUDIT_ACTIONS = {
     "issue": ("签发", "issued"),
     "cancel": ("解除", "cancelled"),
     "help_case": ("求助处理", "help request handled"),
+    "field_report": ("现场报告处理", "field report triaged"),
     "sign_in": ("登录", "signed in"),
     "sign_in_failed": ("登录失败", "sign-in failed"),
     "user_add": ("添加用户", "user added"),
@@ -204,6 +205,16 @@ class Display:
         if all_sent:
             return Phase("sent", "已全部发出 all sent · 生效中 in force", False)
         return Phase("live", "发送中 sending", False)
+
+    def since_issue(self, issued: datetime | str, at: datetime | str) -> str:
+        """ "+12:05" (minutes and seconds after issue), "+1:02:05" past an hour."""
+        first = datetime.fromisoformat(issued) if isinstance(issued, str) else issued
+        then = datetime.fromisoformat(at) if isinstance(at, str) else at
+        seconds = int((then - first).total_seconds())
+        sign, seconds = ("-", -seconds) if seconds < 0 else ("+", seconds)
+        hours, rest = divmod(seconds, 3600)
+        minutes, seconds = divmod(rest, 60)
+        return f"{sign}{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{sign}{minutes}:{seconds:02d}"
 
     def since(self, start: datetime | None, now: datetime) -> str:
         """ "1 小时 5 分钟 1 h 5 min" since ``start``."""

@@ -117,12 +117,13 @@
       }
     }
   }
-  function announce(newOnes, progress) {
-    document.title = "【新求助 " + newOnes + " New help】" + baseTitle;
+  function announce(newOnes, progress, what) {
+    document.title = "【" + (what || "新求助") + " " + newOnes + " New help】" + baseTitle;
     chime();
     if (soundAllowed() && window.Notification && Notification.permission === "granted") {
-      const latest = (progress.help.cases || [])[0];
-      new Notification("新求助 New help request · #" + alertId, { body: latest ? latest.place + " " + latest.name : "" });
+      const latest = what ? (progress.reports.reports || []).find((r) => r.urgent) : (progress.help.cases || [])[0];
+      const body = latest ? (what ? latest.place_name + " " + latest.text : latest.place + " " + latest.name) : "";
+      new Notification((what || "新求助 New help request") + " · #" + alertId, { body: body });
     }
   }
   for (const event of ["focus", "click", "keydown"]) {
@@ -152,17 +153,18 @@
     return clockTime.format(new Date(when)) + " · " + Math.max(0, Math.floor((now() - when) / 60000)) + " 分钟前 min ago";
   }
 
-  function helpForm(entry) {
+  // One form for marking a help request or a field report: state, to whom, (a note), saved in place.
+  function markForm(action, states, entry, key, withNote) {
     const form = el("form");
     form.method = "post";
-    form.action = "/console/alerts/" + alertId + "/help/" + entry.ordinal;
+    form.action = action;
     const token = el("input");
     token.type = "hidden"; token.name = "csrf"; token.value = csrf;
     const stateLabel = el("label", "处理状态 State", "sr");
     const select = el("select");
     select.name = "state";
-    select.id = stateLabel.htmlFor = "state-" + entry.ordinal;
-    for (const [value, label] of helpStates) {
+    select.id = stateLabel.htmlFor = "state-" + key;
+    for (const [value, label] of states) {
       const option = el("option", label);
       option.value = value;
       option.selected = value === entry.state;
@@ -172,10 +174,19 @@
     const who = el("input");
     who.type = "text"; who.name = "assignee"; who.maxLength = 40; who.value = entry.assignee || "";
     who.placeholder = "指派给 assign to";
-    who.id = whoLabel.htmlFor = "assignee-" + entry.ordinal;
+    who.id = whoLabel.htmlFor = "assignee-" + key;
+    form.append(token, stateLabel, select, whoLabel, who);
+    if (withNote) {
+      const noteLabel = el("label", "备注 Note", "sr");
+      const note = el("input");
+      note.type = "text"; note.name = "note"; note.maxLength = 200; note.value = entry.note || "";
+      note.placeholder = "备注 note";
+      note.id = noteLabel.htmlFor = "note-" + key;
+      form.append(noteLabel, note);
+    }
     const save = el("button", "保存 Save");
     save.type = "submit";
-    form.append(token, stateLabel, select, whoLabel, who, save);
+    form.append(save);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const response = await fetch(form.action, {
@@ -183,17 +194,21 @@
         headers: { Accept: "application/json", "X-CSRF-Token": csrf },
       });
       const body = await response.json();
-      const row = form.closest("tr");
+      const row = form.closest("[data-mark]");
       if (!response.ok) {
         row.querySelector(".mark-note").textContent = body.error ? body.error.message : response.statusText;
         return;
       }
-      entry.state = body.saved.state; entry.assignee = body.saved.assignee;
+      entry.state = body.saved.state; entry.assignee = body.saved.assignee; entry.note = body.saved.note;
       entry.marked_by = body.saved.by; entry.marked_at = body.saved.at;
-      row.className = "state-" + entry.state;
+      row.classList.remove("state-new", "state-seen", "state-assigned", "state-handled", "state-resolved");
+      row.classList.add("state-" + entry.state);
       row.querySelector(".mark-note").textContent = "已保存 saved · " + body.saved.by;
     });
     return form;
+  }
+  function helpForm(entry) {
+    return markForm("/console/alerts/" + alertId + "/help/" + entry.ordinal, helpStates, entry, entry.ordinal, false);
   }
 
   let lastHelp = "";
@@ -221,6 +236,7 @@
     for (const entry of help.cases) {
       const tr = el("tr", null, "state-" + entry.state);
       tr.dataset.ordinal = entry.ordinal;
+      tr.dataset.mark = "help";
       // Building names usually begin with their committee's; say it once.
       const place = entry.place.startsWith(entry.community) ? entry.place : entry.community + " · " + entry.place;
       const where = el("td", place + " ");
@@ -246,6 +262,70 @@
       tr.append(td);
       table.append(tr);
     }
+  }
+
+  // ---- field reports, by street, newest first; a trapped person is raised as a call for help is
+  const reportStates = [["new", "未处理 new"], ["seen", "已阅 seen"], ["assigned", "已指派 assigned"], ["resolved", "已解决 resolved"]];
+  let knownUrgent = null;
+  let lastReports = "";
+  function reportItem(entry) {
+    const item = el("div", null, "report state-" + entry.state + (entry.urgent ? " urgent" : ""));
+    item.dataset.report = entry.id;
+    item.dataset.mark = "report";
+    const head = el("div");
+    if (entry.urgent) head.append(el("span", "紧急 URGENT", "urgent-tag"), document.createTextNode(" "));
+    head.append(el("b", entry.category_label + " "), document.createTextNode(entry.place_name + " "));
+    head.append(el("small", entry.place, "code"));
+    head.append(document.createTextNode(" · " + clockTime.format(new Date(entry.at))));
+    item.append(head);
+    if (entry.text) item.append(el("div", entry.text));
+    const who = el("div", null, "muted");
+    who.append(document.createTextNode((entry.source === "sms" ? "短信 SMS · " : "") + entry.reporter_name + " "));
+    if (entry.dial) {
+      const call = el("a", "拨打 Call", "tel");
+      call.href = "tel:" + entry.dial;
+      who.append(call);
+    }
+    if (entry.location) who.append(document.createTextNode(" · GPS " + entry.location.lat.toFixed(5) + ", " + entry.location.lon.toFixed(5)));
+    if (entry.photo) {
+      const photo = el("a", " 照片 photo");
+      photo.href = "/console/alerts/" + alertId + "/reports/" + entry.id + "/photo";
+      photo.target = "_blank";
+      who.append(photo);
+    }
+    item.append(who);
+    if (canMark) item.append(markForm("/console/alerts/" + alertId + "/reports/" + entry.id, reportStates, entry, "r" + entry.id, true));
+    else item.append(el("span", (reportStates.find((s) => s[0] === entry.state) || ["", entry.state])[1]));
+    item.append(el("small", entry.marked_by ? entry.marked_by + " " + clockTime.format(new Date(entry.marked_at)) : "", "muted mark-note"));
+    return item;
+  }
+  function drawReports(progress) {
+    const reports = progress.reports || { total: 0, open: 0, urgent_open: 0, reports: [] };
+    document.getElementById("reports-count").textContent =
+      "(" + fmt(reports.total) + "，未解决 " + fmt(reports.open) + " open" +
+      (reports.urgent_open ? "，紧急 " + fmt(reports.urgent_open) + " urgent" : "") + ")";
+    document.getElementById("reports-card").classList.toggle("quiet-help", !reports.urgent_open);
+    const urgent = reports.reports.filter((r) => r.urgent).length;
+    if (knownUrgent !== null && urgent > knownUrgent) announce(urgent - knownUrgent, progress, "被困 Trapped");
+    knownUrgent = urgent;
+    const box = document.getElementById("reports-list");
+    const signature = JSON.stringify(reports.reports);
+    if (signature === lastReports || box.contains(document.activeElement)) return;
+    lastReports = signature;
+    box.replaceChildren();
+    const streets = new Map();
+    for (const entry of reports.reports) {
+      if (!streets.has(entry.street)) streets.set(entry.street, [entry.street_name, []]);
+      streets.get(entry.street)[1].push(entry);
+    }
+    for (const [code, [name, rows]] of streets) {
+      const group = el("section", null, "street-reports");
+      group.dataset.street = code;
+      group.append(el("h3", name + " (" + rows.length + ")"));
+      for (const entry of rows) group.append(reportItem(entry));
+      box.append(group);
+    }
+    if (!reports.reports.length) box.append(el("p", "暂无报告 No field reports so far", "muted"));
   }
 
   // ---- the funnel, the time since issue and the estimated end
@@ -448,6 +528,7 @@
   function draw(progress) {
     const p = drawPhase(progress);
     drawHelp(progress);
+    drawReports(progress);
     drawClock(progress, p);
     drawTotals(progress.totals);
     drawChannels(progress);
