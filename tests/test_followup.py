@@ -115,6 +115,8 @@ def test_the_ladder_calls_then_lists_then_rolls_up(
     assert request_json(link + "/outcome", "POST", not_home)[0] == 200
     after = request_json(link + "/list.json")[1]["residents"]
     assert after[0]["outcome"] == "not_home", "not home stays on the list, marked"
+    # Volunteers' outcomes are counted for the roll-up, never shown as channels of the warning.
+    assert set(progress(ctx, alert.id)["channels"]) <= {"sms", "voice", "push", "screen", "voice.1"}
 
     # Someone else's resident is refused, and changes nothing.
     other = next(r for r in silent if r.grid != grid)

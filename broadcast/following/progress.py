@@ -24,7 +24,9 @@ from broadcast.delivering.ledger import roster_index
 
 STATES = ("sent", "delivered", "failed", "acknowledged", "needs_help")
 STAGES = ("queued", "sent", "rerouted", "delivered", "failed")
-_NOT_CHANNELS = ("stage", "notices", "parts", "error")  # "{name}:{…}" counters that are not per channel
+# "{state}:{channel}" counters that are per channel; other "{name}:{…}" counters (stages, notices,
+# SMS parts, error codes, volunteers' outcomes …) are not.
+_PER_CHANNEL = frozenset((*STATES, "fallback"))
 
 
 AREA_LEVELS = ("district", "street", "community")
@@ -83,7 +85,7 @@ def summarise(
                 column[int(index)] = value
         elif ":" in key:
             state, channel = key.split(":", 1)
-            if state not in _NOT_CHANNELS:
+            if state in _PER_CHANNEL:
                 channels.setdefault(channel, {})[state] = value
     ends = [*starts[1:], size]
     targeted = [ends[i] - starts[i] for i in range(n)]
